@@ -1,0 +1,164 @@
+"""LearnerWorker: one rank of a DeepSpeed ZeRO data-parallel group, as a Ray actor.
+
+gloo on CPU, NCCL on GPU. Torch's AdamW is the default client optimizer so
+nothing is compiled at run time. Optional LoRA (PEFT) and a frozen reference
+model for the KL term. Rank 0 serves the weights for rollout sync.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import ray
+import torch
+
+from actors.weights import pack_state_dict
+
+
+def deepspeed_config(cfg, micro: int, gas: int, bf16: bool) -> dict:
+    return {
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": gas,
+        "train_batch_size": micro * gas * cfg.world_size,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": bf16},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+
+
+@ray.remote
+class LearnerWorker:
+    def __init__(self, rank: int, cfg, model_path: str, dtype: str, micro: int, gas: int,
+                 rendezvous_file: str, use_reference: bool):
+        self.rank, self.cfg = rank, cfg
+        self.on_gpu = torch.cuda.is_available() and bool(ray.get_gpu_ids())
+        if not self.on_gpu:
+            os.environ["DS_ACCELERATOR"] = "cpu"
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(cfg.world_size), LOCAL_RANK="0",
+                          MASTER_ADDR="127.0.0.1")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.args = (model_path, dtype, micro, gas, rendezvous_file, use_reference)
+
+    def setup(self) -> dict:
+        """Join the process group and build the engine. Call on every rank at once."""
+        import deepspeed
+        import deepspeed.comm.torch as ds_torch_comm
+
+        from trainers.models import load_causal_lm
+
+        if not self.cfg.cpu_shm_comm:  # DeepSpeed would compile its shared-memory allreduce op at start
+            ds_torch_comm.build_shm_op = lambda: None
+
+        model_path, dtype, micro, gas, rendezvous_file, use_reference = self.args
+        backend = self.cfg.backend if self.cfg.backend != "auto" else ("nccl" if self.on_gpu else "gloo")
+        deepspeed.init_distributed(dist_backend=backend, init_method=f"file://{rendezvous_file}",
+                                   rank=self.rank, world_size=self.cfg.world_size,
+                                   auto_mpi_discovery=False, verbose=False)
+        device = torch.device("cuda", 0) if self.on_gpu else torch.device("cpu")
+        model = load_causal_lm(model_path, dtype)
+        if self.cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.lora = self.cfg.lora.rank > 0
+        if self.lora:
+            from peft import LoraConfig, get_peft_model
+
+            lc = self.cfg.lora
+            model = get_peft_model(model, LoraConfig(r=lc.rank, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                                                     target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self.cfg.optimizer == "torch_adamw":
+            optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, betas=tuple(self.cfg.betas),
+                                          weight_decay=self.cfg.weight_decay)
+        elif self.cfg.optimizer == "deepspeed_adam":
+            optimizer = None
+        else:
+            raise ValueError(f"learner.optimizer={self.cfg.optimizer!r}: use torch_adamw or deepspeed_adam")
+        ds_cfg = deepspeed_config(self.cfg, micro, gas, bf16=(dtype == "bfloat16"))
+        if optimizer is None:
+            ds_cfg["optimizer"] = {"type": "AdamW", "params": {"lr": self.cfg.lr, "betas": list(self.cfg.betas),
+                                                               "weight_decay": self.cfg.weight_decay}}
+        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=params, optimizer=optimizer,
+                                               config=ds_cfg, dist_init_required=False)
+        self.ref = None
+        if use_reference:
+            self.ref = load_causal_lm(model_path, dtype).to(device).eval().requires_grad_(False)
+        self.device = device
+        return {"rank": self.rank, "pid": os.getpid(), "backend": backend,
+                "trainable": sum(p.numel() for p in params)}
+
+    def train(self, plan, loss_cfg, temperature: float) -> dict:
+        """Run this rank's mini-batches (one optimizer step each); returns averaged metrics."""
+        from trainers.grpo import micro_batch_loss
+
+        self.engine.train()
+        totals: dict[str, float] = {}
+        count = 0
+        start = time.perf_counter()
+        for minis, global_count in zip(plan.minibatches, plan.global_counts):
+            normalizer = max(global_count, 1.0) / (self.cfg.world_size * len(minis))
+            for micro in minis:
+                loss, metrics = micro_batch_loss(self.engine, micro.to(self.device), loss_cfg, normalizer,
+                                                 temperature, self.ref)
+                self.engine.backward(loss)
+                self.engine.step()
+                for k, v in metrics.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                count += 1
+            norm = self.engine.get_global_grad_norm()
+            if norm is not None:
+                totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(norm) * len(minis)
+        out = {k: v / max(count, 1) for k, v in totals.items()}
+        out["lr"] = self.engine.get_lr()[0]
+        out["seconds"] = time.perf_counter() - start
+        return out
+
+    def _full_state(self) -> dict[str, torch.Tensor]:
+        """Full (merged) weights with the base model's names. A collective under ZeRO-3."""
+        import deepspeed
+
+        module = self.engine.module
+        params = list(module.parameters())
+        with deepspeed.zero.GatheredParameters(params, enabled=self.cfg.zero_stage == 3):
+            if self.rank != 0:
+                return {}
+            if self.lora:
+                module.merge_adapter()
+                try:
+                    state = {_base_name(k): v.detach().clone() for k, v in module.get_base_model().state_dict().items()
+                             if "lora_" not in k}
+                finally:
+                    module.unmerge_adapter()
+                return state
+            return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def weights(self, version: int):
+        """Rank 0: (message, flat buffer) for rollout workers; other ranks: None (but join the gather)."""
+        state = self._full_state()
+        if self.rank != 0:
+            return None
+        return pack_state_dict({k: v.cpu() for k, v in state.items()}, version)
+
+    def save_checkpoint(self, folder: str, tag: str, hf_folder: str | None, tokenizer_path: str) -> None:
+        self.engine.save_checkpoint(folder, tag=tag)
+        state = self._full_state()
+        if self.rank == 0 and hf_folder:
+            from trainers.models import load_tokenizer
+
+            if self.lora:
+                self.engine.module.save_pretrained(hf_folder)  # PEFT adapter
+            else:
+                self.engine.module.save_pretrained(hf_folder, state_dict=state)
+            load_tokenizer(tokenizer_path).save_pretrained(hf_folder)
+
+    def load_checkpoint(self, folder: str, tag: str) -> None:
+        path, _ = self.engine.load_checkpoint(folder, tag=tag)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint {tag!r} in {folder}")
+
+
+def _base_name(key: str) -> str:
+    return key.replace(".base_layer.", ".")

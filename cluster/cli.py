@@ -1,0 +1,52 @@
+"""The `evoforge` command: a thin dispatcher over subcommands."""
+from __future__ import annotations
+
+import sys
+
+HELP = """usage: evoforge <command> [args]
+
+EvoForge: distributed RL post-training for language models that build the environments that train them.
+
+commands:
+  train [overrides]   run a training job (Hydra app over conf/; `evoforge train --help` lists every key)
+                      same as `python -m cluster.train [overrides]`, the form for `ray job submit`
+  env list            list the available environments
+
+examples:
+  evoforge train                         GRPO on the tiny model, embedded local Ray cluster
+  evoforge train model=smollm2 steps=50  SmolLM2-135M-Instruct
+  evoforge train -m seed=0,1             a Hydra multirun sweep
+"""
+
+
+def _env(args: list[str]) -> int:
+    from envs.registry import builtin_environments
+
+    if args[:1] == ["list"]:
+        for name, path in builtin_environments().items():
+            print(f"{name:24s} {path}")
+        return 0
+    print(f"evoforge env: unknown subcommand {' '.join(args) or '(none)'!r}; try `evoforge env list`", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(HELP, end="")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        sys.argv = ["evoforge-train", *rest]
+        from cluster.train import main as train_main
+
+        train_main()
+        return 0
+    if command == "env":
+        return _env(rest)
+    print(f"evoforge: unknown command {command!r}; try `evoforge --help`", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

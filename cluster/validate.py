@@ -1,0 +1,36 @@
+"""Checks across config keys that types alone cannot express; run before anything starts."""
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg) -> None:
+    a, lc, rc = cfg.algorithm, cfg.learner, cfg.rollout
+    samples = a.prompts_per_step * rc.sampling.n
+    _check(a.aggregation in ("token_mean", "seq_mean", "seq_sum"),
+           f"algorithm.aggregation={a.aggregation!r}: use token_mean, seq_mean or seq_sum")
+    _check(a.kl_estimator in ("k1", "k2", "k3"), f"algorithm.kl_estimator={a.kl_estimator!r}: use k1, k2 or k3")
+    _check(lc.zero_stage in (0, 1, 2, 3), f"learner.zero_stage={lc.zero_stage}: use 2 or 3 (0 and 1 also work)")
+    _check(lc.world_size >= 1, f"learner.world_size={lc.world_size}: must be at least 1")
+    _check(rc.num_workers >= 1, f"rollout.num_workers={rc.num_workers}: must be at least 1")
+    _check(rc.sampling.n >= 1, f"rollout.sampling.n={rc.sampling.n}: must be at least 1")
+    _check(a.updates_per_step >= 1, f"algorithm.updates_per_step={a.updates_per_step}: must be at least 1")
+    per_update = lc.world_size * a.updates_per_step
+    _check(samples % per_update == 0,
+           f"algorithm.prompts_per_step * rollout.sampling.n = {samples} samples must split evenly over "
+           f"learner.world_size * algorithm.updates_per_step = {per_update}")
+    local = samples // per_update
+    _check(lc.micro_batch_size == 0 or local % lc.micro_batch_size == 0,
+           f"learner.micro_batch_size={lc.micro_batch_size} must divide the {local} samples each rank gets per update")
+    _check(cfg.steps >= 0, f"steps={cfg.steps}: must be >= 0")
+    _check(cfg.env.num_executors >= 1 and cfg.env.workers_per_executor >= 1,
+           "env.num_executors and env.workers_per_executor must be at least 1")
+    _check(cfg.logger.wandb.mode in ("offline", "online", "disabled"),
+           f"logger.wandb.mode={cfg.logger.wandb.mode!r}: use offline, online or disabled")

@@ -1,0 +1,188 @@
+"""A thread-safe pool of environment worker subprocesses (see envs.worker).
+
+Items go one per request so a hang or crash is pinned on exactly the item
+that caused it: that worker is killed (and restarted on next use) and the
+item reported with verdict "timeout" or "crashed" and score 0, never dropped.
+The launch command ``argv`` is one overridable list (e.g. a sandbox wrapper).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from envs.client import WorkerClient, WorkerFailed
+
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+VERDICTS = ("ok", "error", "timeout", "crashed")
+
+
+class PoolError(RuntimeError):
+    """A pool operation (start, load, sample) failed."""
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    score: float
+    verdict: str  # one of VERDICTS
+    error: str | None = None
+
+
+class SubprocessPool:
+    """``size`` workers launched with ``argv`` (default: ``python -m envs.worker``).
+
+    ``env`` replaces the children's environment (default: os.environ); the
+    project root is always prepended to PYTHONPATH and used as cwd.
+    """
+
+    def __init__(self, size: int, argv: list[str] | None = None, timeout_s: float = 10.0,
+                 env: dict | None = None):
+        if size < 1:
+            raise ValueError("size must be >= 1")
+        self.size, self.timeout_s = size, timeout_s
+        self.argv = list(argv) if argv else [sys.executable, "-m", "envs.worker"]
+        child_env = dict(os.environ if env is None else env)
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (PROJECT_ROOT, child_env.get("PYTHONPATH")) if p)
+        self._workers = [WorkerClient(self.argv, PROJECT_ROOT, child_env) for _ in range(size)]
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        for w in self._workers:
+            self._idle.put(w)
+        self._sources: dict[str, str] = {}
+        self._lock = threading.Lock()  # guards _sources and _stats
+        self._all_lock = threading.Lock()  # see _on_all
+        self._stats: Counter = Counter()
+        self._closed = False
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix="envpool")
+        try:  # start all workers now so a broken launch command fails loudly here
+            self._on_all(lambda w: w.call({"op": "ping"}, max(timeout_s, 10.0)))
+        except PoolError:
+            self.close()
+            raise
+
+    def _on_all(self, fn) -> list:
+        """Run ``fn(worker)`` on every worker in parallel; raise PoolError."""
+        if self._closed:
+            raise PoolError("pool is closed")
+        outcomes: list = [None] * self.size
+
+        def task(i, w):
+            try:
+                outcomes[i] = fn(w)
+            except WorkerFailed as f:
+                outcomes[i] = f
+        # One whole-pool operation at a time: two each holding half the
+        # workers would deadlock.
+        with self._all_lock:
+            workers = [self._idle.get() for _ in range(self.size)]
+            try:
+                threads = [threading.Thread(target=task, args=(i, w)) for i, w in enumerate(workers)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            finally:
+                for w in workers:
+                    self._idle.put(w)
+        failed = [o for o in outcomes if isinstance(o, WorkerFailed)]
+        if failed:
+            raise PoolError(f"{len(failed)}/{self.size} workers failed: {failed[0]}")
+        return outcomes
+
+    def _map(self, env_id: str, items: list, build) -> list:
+        """One request ``build(item)`` per item on any idle worker; each
+        outcome is a response dict or a WorkerFailed."""
+        if self._closed:
+            raise PoolError("pool is closed")
+        with self._lock:
+            source = self._sources.get(env_id)
+        if source is None:
+            raise PoolError(f"environment {env_id!r} is not loaded")
+
+        def one(item):
+            w = self._idle.get()
+            try:
+                # A restarted worker has nothing loaded; this reloads it.
+                w.ensure_loaded(env_id, source, self.timeout_s)
+                resp = w.call({"env_id": env_id, **build(item)}, self.timeout_s)
+                return resp if resp["ok"] else WorkerFailed("error", resp["error"])
+            except WorkerFailed as f:
+                return f
+            finally:
+                self._idle.put(w)
+        return list(self._executor.map(one, items))
+
+    def load(self, env_id: str, source: str) -> dict:
+        """Load ``source`` as ``env_id`` on every worker; return its info
+        {"name", "description", "answer_format"}."""
+        with self._lock:
+            self._stats["calls_load"] += 1
+        try:
+            info = self._on_all(lambda w: w.ensure_loaded(env_id, source, self.timeout_s, True))[0]
+        except PoolError as e:
+            raise PoolError(f"loading {env_id!r} failed: {e}") from None
+        with self._lock:  # only after success, so a bad source never replaces a good one
+            self._sources[env_id] = source
+        return info
+
+    def sample(self, env_id: str, seeds: list[int], difficulty: int) -> list[dict]:
+        """Instance dicts {"env","seed","difficulty","data","prompt","reference"}
+        in seed order; any failure raises PoolError."""
+        seeds = list(seeds)
+        with self._lock:
+            self._stats.update(calls_sample=1, items_sample=len(seeds))
+        out = self._map(env_id, seeds,
+                        lambda s: {"op": "sample", "seeds": [s], "difficulty": difficulty})
+        for seed, r in zip(seeds, out):
+            if isinstance(r, WorkerFailed):
+                raise PoolError(f"sample {env_id!r} seed {seed} failed: {r}")
+        return [{"env": env_id, **r["result"][0]} for r in out]
+
+    def score(self, env_id: str, items: list[dict]) -> list[ScoreResult]:
+        """Score items {"data", "response"}: one ScoreResult per item, in order."""
+        items = list(items)
+        out = self._map(env_id, items, lambda it: {"op": "score", "items": [
+            {"data": it.get("data"), "response": it.get("response")}]})
+        results = []
+        for r in out:
+            if isinstance(r, WorkerFailed):
+                results.append(ScoreResult(0.0, r.verdict, r.error))
+            elif r["errors"][0] is not None:
+                results.append(ScoreResult(0.0, "error", r["errors"][0]))
+            else:
+                results.append(ScoreResult(float(r["result"][0]), "ok"))
+        with self._lock:
+            self._stats.update(calls_score=1, items_score=len(items))
+            self._stats.update(f"verdict_{r.verdict}" for r in results)
+        return results
+
+    def stats(self) -> dict:
+        """Counts of calls, items, score verdicts and worker restarts."""
+        with self._lock:
+            s = Counter(self._stats)
+        return {"workers": self.size, "restarts": sum(w.restarts for w in self._workers),
+                "calls": {op: s[f"calls_{op}"] for op in ("load", "sample", "score")},
+                "items": {op: s[f"items_{op}"] for op in ("sample", "score")},
+                "verdicts": {v: s[f"verdict_{v}"] for v in VERDICTS}}
+
+    def close(self) -> None:
+        """Stop the processes this pool started (only those, by Popen handle)."""
+        if self._closed:
+            return
+        self._closed = True
+        for w in self._workers:
+            w.closed = True  # in-flight calls may finish but start nothing new
+        self._executor.shutdown(wait=True)
+        for w in self._workers:
+            w.stop(grace_s=1.0)
+
+    def __enter__(self) -> "SubprocessPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,33 @@
+"""Find environment source files: builtins by name, or any .py path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+
+
+class UnknownEnvironmentError(KeyError):
+    """No builtin of that name and no such .py file."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+def builtin_environments() -> dict[str, Path]:
+    """Map builtin environment names (file stems) to their source files."""
+    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.py")) if not p.stem.startswith("_")}
+
+
+def resolve_environment(name_or_path: str) -> tuple[str, str]:
+    """Return (name, source text) for a builtin name or a path to a .py file."""
+    builtins = builtin_environments()
+    if name_or_path in builtins:
+        return name_or_path, builtins[name_or_path].read_text(encoding="utf-8")
+    path = Path(name_or_path)
+    if path.suffix == ".py" and path.is_file():
+        return path.stem, path.read_text(encoding="utf-8")
+    available = ", ".join(builtins) or "(none)"
+    what = f"no such file {name_or_path!r}" if path.suffix == ".py" else \
+        f"unknown environment {name_or_path!r}"
+    raise UnknownEnvironmentError(
+        f"{what}; available builtins: {available} (or pass a path to a .py file)")

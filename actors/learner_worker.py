@@ -12,7 +12,7 @@ import time
 import ray
 import torch
 
-from actors.weights import pack_state_dict
+from actors.weights import is_tied_copy, pack_state_dict
 
 
 def deepspeed_config(cfg, micro: int, gas: int, bf16: bool) -> dict:
@@ -45,13 +45,15 @@ class LearnerWorker:
 
     def setup(self) -> dict:
         """Join the process group and build the engine. Call on every rank at once."""
+        import importlib
+
         import deepspeed
-        import deepspeed.comm.torch as ds_torch_comm
 
         from trainers.models import load_causal_lm
 
         if not self.cfg.cpu_shm_comm:  # DeepSpeed would compile its shared-memory allreduce op at start
-            ds_torch_comm.build_shm_op = lambda: None
+            # (the package attribute `deepspeed.comm.torch` is torch itself, hence importlib)
+            importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
         model_path, dtype, micro, gas, rendezvous_file, use_reference = self.args
         backend = self.cfg.backend if self.cfg.backend != "auto" else ("nccl" if self.on_gpu else "gloo")
@@ -128,12 +130,13 @@ class LearnerWorker:
             if self.lora:
                 module.merge_adapter()
                 try:
-                    state = {_base_name(k): v.detach().clone() for k, v in module.get_base_model().state_dict().items()
-                             if "lora_" not in k}
+                    base = module.get_base_model()
+                    state = {_base_name(k): v.detach().clone() for k, v in base.state_dict().items()
+                             if "lora_" not in k and not is_tied_copy(base, k)}
                 finally:
                     module.unmerge_adapter()
                 return state
-            return {k: v.detach().clone() for k, v in module.state_dict().items()}
+            return {k: v.detach().clone() for k, v in module.state_dict().items() if not is_tied_copy(module, k)}
 
     def weights(self, version: int):
         """Rank 0: (message, flat buffer) for rollout workers; other ranks: None (but join the gather)."""

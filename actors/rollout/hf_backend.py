@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from actors.weights import is_tied_copy
 from trainers.models import load_causal_lm, load_tokenizer
 
 
@@ -33,7 +34,7 @@ class HFBackend:
     @torch.no_grad()
     def load_weights(self, state: dict[str, torch.Tensor]) -> None:
         own = self.model.state_dict()
-        missing = [k for k in own if k not in state and not _is_tied_copy(self.model, k)]
+        missing = [k for k in own if k not in state and not is_tied_copy(self.model, k)]
         unknown = [k for k in state if k not in own]
         if missing or unknown:
             raise ValueError(f"weights do not match the model: missing {missing[:5]}, unknown {unknown[:5]}")
@@ -80,7 +81,3 @@ class HFBackend:
             results[row // sampling.n].append(
                 Sample(toks[:length], logprobs[row, :length].tolist(), text, reason))
         return results
-
-
-def _is_tied_copy(model, key: str) -> bool:
-    return key == "lm_head.weight" and getattr(model.config, "tie_word_embeddings", False)

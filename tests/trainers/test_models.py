@@ -1,0 +1,64 @@
+"""Model sources: the tiny model and its tokenizer, SmolLM2 converted from its GGUF."""
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from trainers.models import ModelError, encode_prompt, load_causal_lm, load_tokenizer, prepare_model
+
+
+def tiny_cfg(cache, **kw):
+    base = dict(name="tiny", cache_dir=str(cache), tiny_arch="llama", tiny_hidden=32, tiny_layers=1, tiny_heads=2,
+                tiny_kv_heads=1, tiny_intermediate=64, tiny_seed=0)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def test_tiny_model_is_deterministic_and_cached(tmp_path):
+    a = prepare_model(tiny_cfg(tmp_path / "a"))
+    b = prepare_model(tiny_cfg(tmp_path / "b"))
+    c = prepare_model(tiny_cfg(tmp_path / "a", tiny_seed=1))
+    sa, sb, sc = (load_causal_lm(p).state_dict() for p in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    mtime = (Path(a) / "model.safetensors").stat().st_mtime
+    assert prepare_model(tiny_cfg(tmp_path / "a")) == a
+    assert (Path(a) / "model.safetensors").stat().st_mtime == mtime  # reused, not rebuilt
+
+
+def test_tiny_tokenizer_keeps_whitespace(tmp_path):
+    tok = load_tokenizer(prepare_model(tiny_cfg(tmp_path)))
+    text = "Repeat the digit 3 exactly 4 times:\n 3333"
+    ids = encode_prompt(tok, text, chat_template=False)
+    assert len(ids) == len(text) and tok.decode(ids) == text
+
+
+def test_bad_model_names(tmp_path):
+    with pytest.raises(ModelError, match="without config.json"):
+        prepare_model(SimpleNamespace(name=str(tmp_path), cache_dir=str(tmp_path)))
+    with pytest.raises(ModelError, match="not 'tiny'"):
+        prepare_model(SimpleNamespace(name="./no/such/dir", cache_dir=str(tmp_path)))
+    with pytest.raises(ModelError, match="tiny_arch"):
+        prepare_model(tiny_cfg(tmp_path, tiny_arch="gpt9"))
+
+
+def test_smollm2_converted_from_gguf_matches(tmp_path):
+    """The converted checkpoint is a plain HF model whose logits equal the GGUF-loaded model's."""
+    from transformers import AutoModelForCausalLM
+
+    from trainers.models import smollm2_package_dir
+
+    folder = prepare_model(SimpleNamespace(name="smollm2", cache_dir=str(tmp_path)))
+    config = json.loads((Path(folder) / "config.json").read_text())
+    assert "quantization_config" not in config and config["model_type"] == "llama"
+    model = load_causal_lm(folder)
+    assert 134e6 < sum(p.numel() for p in model.parameters()) < 136e6
+    pkg = smollm2_package_dir()
+    gguf = next(pkg.glob("*.gguf")).name
+    reference = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf, dtype=torch.float32)
+    tok = load_tokenizer(folder)
+    ids = torch.tensor([encode_prompt(tok, "What is 17 + 25?", chat_template=True)])
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-4)

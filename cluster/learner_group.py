@@ -20,18 +20,27 @@ class LearnerGroup:
         self.micro = lc.micro_batch_size or local
         gas = max(local // self.micro, 1)
         self.pg = reserve("learner", [bundle(lc.cpus_per_rank, lc.gpus_per_rank)] * lc.world_size, strategy)
-        rendezvous = os.path.join(tempfile.mkdtemp(prefix="evoforge-rdzv-"), "init")
         self.world_size = lc.world_size
         self.ranks = [
             LearnerWorker.options(**on_bundle(self.pg, r)).remote(
-                r, lc, model_path, cfg.model.dtype, self.micro, gas, rendezvous, self.algo.kl_coef > 0)
+                r, lc, model_path, cfg.model.dtype, self.micro, gas, self.algo.kl_coef > 0)
             for r in range(lc.world_size)
         ]
-        self.info = ray.get([w.setup.remote() for w in self.ranks])  # all ranks join at once
+        nodes = set(ray.get([w.node_address.remote() for w in self.ranks]))
+        if len(nodes) == 1:
+            # one node: rendezvous through a file, so no TCP listener is opened
+            with tempfile.TemporaryDirectory(prefix="evoforge-rdzv-", dir=os.environ.get("RAY_TMPDIR")) as tmp:
+                self.info = self._setup(f"file://{os.path.join(tmp, 'init')}")
+        else:  # ranks on several nodes: TCP store on rank 0's node
+            host, port = ray.get(self.ranks[0].free_port.remote())
+            self.info = self._setup(f"tcp://{host}:{port}")
         self.loss_cfg = PolicyLossConfig(clip_low=self.algo.clip_low, clip_high=self.algo.clip_high,
                                          aggregation=self.algo.aggregation, kl_coef=self.algo.kl_coef,
                                          kl_estimator=self.algo.kl_estimator,
                                          max_tokens=cfg.rollout.sampling.max_new_tokens)
+
+    def _setup(self, init_method: str) -> list[dict]:
+        return ray.get([w.setup.remote(init_method) for w in self.ranks])  # every rank joins at once
 
     def update(self, batch: Batch, temperature: float) -> dict:
         plans = plan_updates(batch, self.world_size, self.algo.updates_per_step, self.micro, self.algo.aggregation)

@@ -1,41 +1,50 @@
-"""EnvExecutor: a Ray actor that owns a pool of environment worker processes.
+"""EnvExecutor: a Ray actor that owns one sandbox pool of environment workers.
 
 Environment code never runs in this actor's process: only JSON goes to and
-comes back from the pool's workers.
+comes back from the sandboxed workers. The actor is threaded so several
+calls share the pool's workers at once.
 """
 from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import asdict
 
 import ray
 
-from envs.pool import SubprocessPool
+from envs.sandbox import Limits, make_pool
 
 
 @ray.remote
 class EnvExecutor:
-    def __init__(self, index: int, workers: int, timeout_s: float):
+    def __init__(self, index: int, workers: int, backend: str, limits: dict):
         self.index = index
-        self.pool = SubprocessPool(size=workers, timeout_s=timeout_s)
+        self.pool = make_pool(backend, workers, Limits(**limits))
+        self.executions = 0
+        self.busy_s = 0.0
+        self.verdicts: Counter = Counter()
 
     def ready(self) -> dict:
-        return {"index": self.index, "pid": os.getpid()}
+        return {"index": self.index, "pid": os.getpid(), "isolated": self.pool.isolated}
 
-    def load(self, env_id: str, source: str) -> None:
-        self.pool.load(env_id, source)
+    def load(self, env_id: str, source: str) -> dict:
+        return self.pool.load(env_id, source)
 
     def sample(self, env_id: str, seeds: list[int], difficulty: int) -> list[dict]:
         return self.pool.sample(env_id, seeds, difficulty)
 
-    def score(self, env_id: str, items: list[dict]) -> dict:
+    def score(self, env_id: str, items: list[dict]) -> list[dict]:
         start = time.perf_counter()
-        results = self.pool.score(env_id, items)
-        return {"results": [asdict(r) for r in results], "seconds": time.perf_counter() - start}
+        results = [asdict(r) for r in self.pool.score(env_id, items)]
+        self.busy_s += time.perf_counter() - start
+        self.executions += len(results)
+        self.verdicts.update(r["verdict"] for r in results)
+        return results
 
     def stats(self) -> dict:
-        return self.pool.stats()
+        return {"executions": self.executions, "busy_s": self.busy_s, "verdicts": dict(self.verdicts),
+                **self.pool.stats()}
 
     def close(self) -> None:
         self.pool.close()

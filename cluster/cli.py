@@ -1,6 +1,7 @@
 """The `evoforge` command: a thin dispatcher over subcommands."""
 from __future__ import annotations
 
+import signal
 import sys
 
 HELP = """usage: evoforge <command> [args]
@@ -11,6 +12,7 @@ commands:
   train [overrides]   run a training job (Hydra app over conf/; `evoforge train --help` lists every key)
                       same as `python -m cluster.train [overrides]`, the form for `ray job submit`
   env list            list the available environments
+  env check PATH      run the admission gates L1-L3 on an environment file in the sandbox (--json)
 
 examples:
   evoforge train                         GRPO on the tiny model, embedded local Ray cluster
@@ -19,18 +21,8 @@ examples:
 """
 
 
-def _env(args: list[str]) -> int:
-    from envs.registry import builtin_environments
-
-    if args[:1] == ["list"]:
-        for name, path in builtin_environments().items():
-            print(f"{name:24s} {path}")
-        return 0
-    print(f"evoforge env: unknown subcommand {' '.join(args) or '(none)'!r}; try `evoforge env list`", file=sys.stderr)
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `evoforge env list | head` ends quietly
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(HELP, end="")
@@ -43,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         train_main()
         return 0
     if command == "env":
-        return _env(rest)
+        from cluster.env_cli import main as env_main
+
+        return env_main(rest)
     print(f"evoforge: unknown command {command!r}; try `evoforge --help`", file=sys.stderr)
     return 2
 

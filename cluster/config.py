@@ -93,13 +93,29 @@ class AlgorithmConfig:
 
 
 @dataclass
+class SandboxConfig:
+    backend: str = "auto"  # auto (bwrap where installed, else process) | bwrap | docker | process (NOT isolated)
+    wall_s: float = 5.0
+    cpu_s: int = 5
+    memory_mb: int = 512
+    file_mb: int = 16
+    nofile: int = 64
+    nproc: int = 32
+    tmp_mb: int = 64
+    max_output_kb: int = 1024
+    extra_imports: list[str] = field(default_factory=list)  # trusted libraries environments may import
+
+
+@dataclass
 class EnvConfig:
-    name: str = "repeat_digits"  # a builtin environment name or a path to an environment .py file
+    name: str = "repeat_digits"  # a builtin or seed environment, a path to a .py file, or a Reasoning Gym dataset
+    kind: str = "file"  # file (builtin/seed/path) | reasoning_gym
     difficulty: int = 2
     num_executors: int = 1
     workers_per_executor: int = 2
     cpus_per_executor: float = 0.5
-    timeout_s: float = 10.0
+    max_in_flight: int = 64  # items per executor at once: admission control for the rollout loop
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
 @dataclass

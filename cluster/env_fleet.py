@@ -1,35 +1,101 @@
-"""EnvExecutor actors seen as one fleet: instances and scores for the driver."""
+"""EnvExecutor actors seen as one fleet, with admission control and replacement of dead actors.
+
+At most `env.max_in_flight` items are outstanding per executor, so a burst of
+slow environments queues here instead of piling up inside the actors. An
+executor that dies is replaced (same placement bundle, same environments
+loaded) and its chunk retried; a chunk that keeps failing is reported item by
+item with verdict "crashed". Nothing is dropped.
+"""
 from __future__ import annotations
 
+import time
 from collections import Counter
+from dataclasses import asdict
 
 import ray
 
 from actors.env_executor import EnvExecutor
 from cluster.placement import bundle, on_bundle, reserve
 from envs.registry import resolve_environment
+from envs.sandbox import Limits
+
+RETRIES = 2
 
 
 class EnvFleet:
     def __init__(self, cfg, strategy: str):
-        ec = cfg.env
-        self.name, source = resolve_environment(ec.name)
+        ec = self.ec = cfg.env
+        self.name, source = resolve_environment(ec.name, ec.kind)
+        self.sources = {self.name: source}
+        self.limits = asdict(Limits(**{k: getattr(ec.sandbox, k) for k in Limits.__dataclass_fields__}))
         self.pg = reserve("executor", [bundle(ec.cpus_per_executor, 0)] * ec.num_executors, strategy)
-        self.executors = [
-            EnvExecutor.options(**on_bundle(self.pg, i)).remote(i, ec.workers_per_executor, ec.timeout_s)
-            for i in range(ec.num_executors)
-        ]
-        ray.get([e.load.remote(self.name, source) for e in self.executors])
+        self.executors = [self._start(i) for i in range(ec.num_executors)]
+        self.replaced = 0
         self.verdicts: Counter = Counter()
 
+    def _start(self, i: int):
+        actor = EnvExecutor.options(**on_bundle(self.pg, i), max_concurrency=4, max_restarts=0).remote(
+            i, self.ec.workers_per_executor, self.ec.sandbox.backend, self.limits)
+        ray.get([actor.load.remote(env_id, src) for env_id, src in self.sources.items()])
+        return actor
+
+    def _replace(self, i: int) -> None:
+        try:
+            ray.kill(self.executors[i])
+        except Exception:  # already gone
+            pass
+        self.executors[i] = self._start(i)
+        self.replaced += 1
+
+    def _call(self, i: int, method: str, *args):
+        """Call an executor, replacing it and retrying when the actor dies."""
+        for attempt in range(RETRIES + 1):
+            try:
+                return ray.get(getattr(self.executors[i], method).remote(*args))
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+                if attempt == RETRIES:
+                    raise
+                self._replace(i)
+
     def sample(self, seeds: list[int], difficulty: int) -> list[dict]:
-        return ray.get(self.executors[0].sample.remote(self.name, seeds, difficulty))
+        return self._call(0, "sample", self.name, seeds, difficulty)
 
     def score(self, items: list[dict]) -> tuple[list[float], dict]:
-        k = len(self.executors)
-        chunks = [items[i * len(items) // k:(i + 1) * len(items) // k] for i in range(k)]
-        outs = ray.get([e.score.remote(self.name, c) for e, c in zip(self.executors, chunks) if c])
-        results = [r for o in outs for r in o["results"]]
-        step_verdicts = Counter(r["verdict"] for r in results)
-        self.verdicts.update(step_verdicts)
-        return [r["score"] for r in results], {f"env/verdict_{v}": n for v, n in step_verdicts.items()}
+        """Scores in item order, plus metrics: verdict counts, executions/s, queue depth."""
+        start = time.perf_counter()
+        k, cap = len(self.executors), max(1, self.ec.max_in_flight)
+        chunks = [(c, items[c:c + cap]) for c in range(0, len(items), cap)]
+        results: list[dict | None] = [None] * len(items)
+        pending, queue_depth = {}, 0
+        while chunks or pending:
+            busy = {i for i, _, _ in pending.values()}
+            for i in range(k):  # admission: one chunk of <= cap items in flight per executor
+                if i not in busy and chunks:
+                    offset, chunk = chunks.pop(0)
+                    pending[self.executors[i].score.remote(self.name, chunk)] = (i, offset, chunk)
+            queue_depth = max(queue_depth, sum(len(c) for _, c in chunks))
+            done, _ = ray.wait(list(pending), num_returns=1)
+            i, offset, chunk = pending.pop(done[0])
+            try:
+                out = ray.get(done[0])
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+                out = self._retry(i, chunk, e)
+            results[offset:offset + len(chunk)] = out
+        verdicts = Counter(r["verdict"] for r in results)
+        self.verdicts.update(verdicts)
+        seconds = time.perf_counter() - start
+        metrics = {f"env/verdict_{v}": n for v, n in verdicts.items()}
+        metrics.update({"env/executions_per_s": len(items) / max(seconds, 1e-9), "env/queue_depth": queue_depth,
+                        "env/executors_replaced": self.replaced})
+        return [r["score"] for r in results], metrics
+
+    def _retry(self, i: int, chunk: list[dict], error: Exception) -> list[dict]:
+        try:
+            self._replace(i)
+            return self._call(i, "score", self.name, chunk)
+        except Exception as e:  # reported, never lost
+            why = f"executor {i} died and its replacement failed: {e or error}"
+            return [{"score": 0.0, "verdict": "crashed", "error": why} for _ in chunk]
+
+    def stats(self) -> list[dict]:
+        return ray.get([e.stats.remote() for e in self.executors])

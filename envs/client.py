@@ -10,6 +10,12 @@ import queue
 import subprocess
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+
+# Workers are started from one long-lived thread: a sandbox started with --die-with-parent
+# (PR_SET_PDEATHSIG) is killed when the *thread* that spawned it exits, not the process.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-spawner")
 
 
 class WorkerFailed(Exception):
@@ -31,8 +37,10 @@ def _pump(stream, sink) -> None:
 class WorkerClient:
     """Owns at most one live worker process (started lazily by ``call``)."""
 
-    def __init__(self, argv: list[str], cwd: str | None = None, env: dict | None = None):
+    def __init__(self, argv: list[str], cwd: str | None = None, env: dict | None = None,
+                 init_requests: list[dict] | None = None):
         self.argv, self.cwd, self.env = argv, cwd, env
+        self.init_requests = list(init_requests or [])  # sent to every fresh process (e.g. sandbox limits)
         self.proc: subprocess.Popen | None = None
         self.loaded: dict[str, str] = {}  # env_id -> source loaded in this process
         self.restarts = 0  # kills after a timeout/crash
@@ -49,10 +57,10 @@ class WorkerClient:
             self.loaded = {}
             try:
                 # New session: a Ctrl-C aimed at the trainer does not hit workers.
-                proc = self.proc = subprocess.Popen(
-                    self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                proc = self.proc = _SPAWNER.submit(
+                    subprocess.Popen, self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, cwd=self.cwd, env=self.env, text=True,
-                    encoding="utf-8", errors="replace", bufsize=1, start_new_session=True)
+                    encoding="utf-8", errors="replace", bufsize=1, start_new_session=True).result()
             except OSError as e:
                 raise WorkerFailed("crashed", f"could not start worker {self.argv}: {e}") from None
         self._pumps = [threading.Thread(target=_pump, args=(s, sink), daemon=True)
@@ -82,6 +90,11 @@ class WorkerClient:
         if proc is None or proc.poll() is not None:
             self.stop()
             self._start()
+            for init in self.init_requests:
+                resp = self.call(init, timeout_s)
+                if not resp["ok"]:
+                    self.stop()
+                    raise WorkerFailed("crashed", f"worker refused {init['op']!r}: {resp['error']}")
         self._next_id += 1
         msg = {"id": self._next_id, **msg}
         try:
@@ -126,6 +139,6 @@ class WorkerClient:
             return None
         resp = self.call({"op": "load", "env_id": env_id, "source": source}, timeout_s)
         if not resp["ok"]:
-            raise WorkerFailed("error", resp["error"])
+            raise WorkerFailed(resp.get("verdict", "error"), resp["error"])
         self.loaded[env_id] = source
         return resp["result"]

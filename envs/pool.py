@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envs.client import WorkerClient, WorkerFailed
+from envs.sandbox.limits import VERDICTS
 
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
-VERDICTS = ("ok", "error", "timeout", "crashed")
 
 
 class PoolError(RuntimeError):
@@ -41,7 +41,7 @@ class SubprocessPool:
     """
 
     def __init__(self, size: int, argv: list[str] | None = None, timeout_s: float = 10.0,
-                 env: dict | None = None):
+                 env: dict | None = None, init_requests: list[dict] | None = None, isolated: bool = False):
         if size < 1:
             raise ValueError("size must be >= 1")
         self.size, self.timeout_s = size, timeout_s
@@ -49,7 +49,8 @@ class SubprocessPool:
         child_env = dict(os.environ if env is None else env)
         child_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (PROJECT_ROOT, child_env.get("PYTHONPATH")) if p)
-        self._workers = [WorkerClient(self.argv, PROJECT_ROOT, child_env) for _ in range(size)]
+        self.isolated = isolated  # False: environment code runs as a plain process (no sandbox)
+        self._workers = [WorkerClient(self.argv, PROJECT_ROOT, child_env, init_requests) for _ in range(size)]
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         for w in self._workers:
             self._idle.put(w)
@@ -110,7 +111,7 @@ class SubprocessPool:
                 # A restarted worker has nothing loaded; this reloads it.
                 w.ensure_loaded(env_id, source, self.timeout_s)
                 resp = w.call({"env_id": env_id, **build(item)}, self.timeout_s)
-                return resp if resp["ok"] else WorkerFailed("error", resp["error"])
+                return resp if resp["ok"] else WorkerFailed(resp.get("verdict", "error"), resp["error"])
             except WorkerFailed as f:
                 return f
             finally:
@@ -153,7 +154,7 @@ class SubprocessPool:
             if isinstance(r, WorkerFailed):
                 results.append(ScoreResult(0.0, r.verdict, r.error))
             elif r["errors"][0] is not None:
-                results.append(ScoreResult(0.0, "error", r["errors"][0]))
+                results.append(ScoreResult(0.0, (r.get("verdicts") or ["error"])[0], r["errors"][0]))
             else:
                 results.append(ScoreResult(float(r["result"][0]), "ok"))
         with self._lock:

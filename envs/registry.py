@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+SEEDS_DIR = Path(__file__).resolve().parent / "seeds"
 
 
 class UnknownEnvironmentError(KeyError):
@@ -18,9 +19,21 @@ def builtin_environments() -> dict[str, Path]:
     return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.py")) if not p.stem.startswith("_")}
 
 
-def resolve_environment(name_or_path: str) -> tuple[str, str]:
-    """Return (name, source text) for a builtin name or a path to a .py file."""
-    builtins = builtin_environments()
+def seed_environments() -> dict[str, Path]:
+    """The ten hand-written seed environments (envs/seeds/)."""
+    return {p.stem: p for p in sorted(SEEDS_DIR.glob("*.py")) if not p.stem.startswith("_")}
+
+
+def resolve_environment(name_or_path: str, kind: str = "file") -> tuple[str, str]:
+    """Return (name, source text) for a builtin or seed name, a path to a .py file,
+    or (kind="reasoning_gym") a Reasoning Gym dataset name."""
+    if kind == "reasoning_gym":
+        from envs.adapters.reasoning_gym import resolve
+
+        return resolve(name_or_path)
+    if kind != "file":
+        raise UnknownEnvironmentError(f"environment kind {kind!r}: use 'file' or 'reasoning_gym'")
+    builtins = {**builtin_environments(), **seed_environments()}
     if name_or_path in builtins:
         return name_or_path, builtins[name_or_path].read_text(encoding="utf-8")
     path = Path(name_or_path)

@@ -1,0 +1,74 @@
+"""`evoforge env ...`: tools for environment authors."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evoforge env", description="Environment tools.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the available environments")
+    check = sub.add_parser("check", help="run the static admission gates (L1-L3) on an environment file")
+    check.add_argument("path", help="an environment .py file")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--backend", default="auto", help="sandbox backend: auto, bwrap, docker, process")
+    check.add_argument("--seeds", type=int, default=8, help="instances per difficulty (default 8)")
+    check.add_argument("--difficulties", default="1,2,3,5", help="comma-separated difficulties (default 1,2,3,5)")
+    check.add_argument("--wall-s", type=float, default=5.0, help="wall-clock limit per sandboxed call")
+    check.add_argument("--bound", type=float, default=0.05, help="L3: highest mean score for probe answers")
+    return p
+
+
+def _list() -> int:
+    from envs.registry import builtin_environments, seed_environments
+
+    for kind, table in (("builtin", builtin_environments()), ("seed", seed_environments())):
+        for name, path in table.items():
+            print(f"{name:34s} {kind:8s} {path}")
+    return 0
+
+
+def _check(args) -> int:
+    from envs.gates import CheckConfig, check_environment, report_dict
+    from envs.sandbox import Limits, SandboxUnavailable, make_pool
+
+    path = Path(args.path)
+    if not path.is_file():
+        print(f"evoforge env check: no such file: {path}", file=sys.stderr)
+        return 2
+    try:
+        source = path.read_text(encoding="utf-8")
+        difficulties = [int(d) for d in args.difficulties.split(",")]
+    except (UnicodeDecodeError, ValueError) as e:
+        print(f"evoforge env check: {e}", file=sys.stderr)
+        return 2
+    cfg = CheckConfig(seeds_per_difficulty=args.seeds, difficulties=difficulties, bound=args.bound)
+    try:
+        pool = make_pool(args.backend, 2, Limits(wall_s=args.wall_s, cpu_s=max(1, int(args.wall_s))))
+    except SandboxUnavailable as e:
+        print(f"evoforge env check: {e}", file=sys.stderr)
+        return 2
+    with pool:
+        results = check_environment(source, pool, cfg)
+    report = report_dict(str(path), results)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for r in results:
+            print(f"{'PASS' if r.passed else 'FAIL'}  {r.gate}  {r.reason}")
+        skipped = [g for g in ("L1", "L2", "L3") if g not in {r.gate for r in results}]
+        for g in skipped:
+            print(f"SKIP  {g}  not run: an earlier gate failed")
+        print("admitted" if report["admitted"] else "rejected")
+    return 0 if report["admitted"] else 1
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # argparse: usage errors exit 2, --help exits 0
+        return int(e.code or 0)
+    return _list() if args.command == "list" else _check(args)

@@ -1,0 +1,54 @@
+"""The bubblewrap backend: each pool worker is a zygote inside its own bwrap sandbox.
+
+The sandbox has an empty network namespace (no network at all, not even the
+host's loopback), its own PID namespace, a read-only view of the system and
+of the Python install only (not the project, not /etc, not any home), a
+size-capped tmpfs /tmp, a clean environment, and dies with its parent.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from envs.sandbox.limits import Limits
+
+ENVS_DIR = Path(__file__).resolve().parent.parent  # the `envs` package, mounted read-only at /opt/evoforge/envs
+INSIDE = "/opt/evoforge"
+
+
+def available() -> str | None:
+    """None when bubblewrap works here, else the reason it does not."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed (Debian package: bubblewrap)"
+    return None
+
+
+def _python_paths() -> list[str]:
+    """Folders the interpreter needs: its install prefix and, for trusted extra imports, the venv."""
+    paths = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+    return sorted(paths)
+
+
+def bwrap_argv(limits: Limits) -> list[str]:
+    argv = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--clearenv",
+            "--ro-bind", "/usr", "/usr"]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        target = Path("/") / link
+        if target.is_symlink():
+            argv += ["--symlink", os.readlink(target), f"/{link}"]
+        elif target.exists():
+            argv += ["--ro-bind", str(target), f"/{link}"]
+    for path in _python_paths():
+        argv += ["--ro-bind", path, path]
+    argv += ["--ro-bind", str(ENVS_DIR), f"{INSIDE}/envs",
+             "--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp",
+             "--setenv", "PYTHONPATH", INSIDE, "--setenv", "HOME", "/tmp",
+             "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "PYTHONHASHSEED", "0",
+             "--setenv", "EVOFORGE_OWN_PID_NAMESPACE", "1",
+             "--chdir", "/tmp",
+             sys.executable, "-s", "-m", "envs.sandbox.zygote"]
+    return argv

@@ -46,5 +46,8 @@ class EnvExecutor:
         return {"executions": self.executions, "busy_s": self.busy_s, "verdicts": dict(self.verdicts),
                 **self.pool.stats()}
 
+    def worker_pids(self) -> list[int | None]:
+        return self.pool.pids()
+
     def close(self) -> None:
         self.pool.close()

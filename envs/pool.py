@@ -162,6 +162,10 @@ class SubprocessPool:
             self._stats.update(f"verdict_{r.verdict}" for r in results)
         return results
 
+    def pids(self) -> list[int | None]:
+        """OS pids of the live worker processes (None for one not running)."""
+        return [w.proc.pid if w.proc is not None and w.proc.poll() is None else None for w in self._workers]
+
     def stats(self) -> dict:
         """Counts of calls, items, score verdicts and worker restarts."""
         with self._lock:

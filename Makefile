@@ -44,6 +44,7 @@ test: install
 
 bench: install
 	$(ISOLATE) $(PY) bench/step_time.py
+	$(ISOLATE) $(PY) bench/sandbox.py
 
 clean:
 	rm -rf runs outputs multirun .pytest_cache

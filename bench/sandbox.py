@@ -1,0 +1,106 @@
+"""Sandbox throughput: isolated executions per second and per-call latency, per backend.
+
+For each backend available here (bubblewrap, docker, the non-isolated process pool) and, as the peer,
+a fresh `subprocess.run` of Python per call, measure:
+  - executions/s: one `score` call of N items spread over the pool's workers (2 workers on 2 cores),
+  - median latency of a single-item call, sequentially,
+for a trivial environment (score returns 1.0) and a typical seed (knapsack, scoring its reference).
+
+    python bench/sandbox.py [--items 600] [--repeats 3] [--backends bwrap,process,docker]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from envs.registry import resolve_environment  # noqa: E402
+from envs.sandbox import Limits, SandboxUnavailable, make_pool  # noqa: E402
+
+TRIVIAL = '''class Trivial:
+    name = "trivial"
+    def sample(self, rng, difficulty):
+        return {"x": rng.randrange(10)}
+    def prompt(self, inst):
+        return "x"
+    def reference(self, inst):
+        return "x"
+    def score(self, inst, response):
+        return 1.0
+'''
+
+
+def workloads(pool) -> dict[str, tuple[str, list[dict]]]:
+    pool.load("trivial", TRIVIAL)
+    name, source = resolve_environment("knapsack")
+    pool.load(name, source)
+    insts = pool.sample(name, list(range(32)), 3)
+    return {"trivial": ("trivial", [{"data": {"x": 1}, "response": "x"}]),
+            "knapsack score": (name, [{"data": i["data"], "response": i["reference"]} for i in insts])}
+
+
+def measure_pool(pool, env_id: str, items: list[dict], n: int, repeats: int) -> tuple[float, float]:
+    batch = (items * (n // len(items) + 1))[:n]
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        results = pool.score(env_id, batch)
+        rates.append(n / (time.perf_counter() - start))
+        assert all(r.verdict == "ok" and r.score == 1.0 for r in results), results[:3]
+    latencies = []
+    for i in range(50):
+        start = time.perf_counter()
+        pool.score(env_id, [items[i % len(items)]])
+        latencies.append(time.perf_counter() - start)
+    return statistics.median(rates), statistics.median(latencies) * 1000
+
+
+def measure_subprocess(calls: int) -> tuple[float, float]:
+    """The peer: a fresh interpreter per call, no isolation (what `subprocess.run` costs)."""
+    code = "import json,sys; json.dumps({'score': 1.0})"
+    latencies = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-S", "-c", code], check=True)
+        latencies.append(time.perf_counter() - start)
+    median = statistics.median(latencies)
+    return 1 / median, median * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=600)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--backends", default="bwrap,docker,process")
+    args = ap.parse_args()
+    rows = []
+    for backend in args.backends.split(","):
+        try:
+            pool = make_pool(backend, 2, Limits(wall_s=10))
+        except (SandboxUnavailable, Exception) as e:  # a backend this machine lacks is reported, not fatal
+            rows.append((backend, "-", "unavailable", str(e).splitlines()[0][:60], ""))
+            continue
+        with pool:
+            for label, (env_id, items) in workloads(pool).items():
+                rate, latency = measure_pool(pool, env_id, items, args.items, args.repeats)
+                rows.append((backend, label, f"{rate:.0f}", f"{latency:.2f}", "yes" if pool.isolated else "NO"))
+    rate, latency = measure_subprocess(30)
+    rows.append(("subprocess.run per call", "trivial", f"{rate:.0f}", f"{latency:.2f}", "NO"))
+    header = ("backend", "workload", "executions/s", "median latency ms", "isolated")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    peer = 1000 / latency
+    best = max((float(r[2]) for r in rows if r[1] == "trivial" and r[4] == "yes"), default=0.0)
+    print(f"\nisolated trivial executions/s vs a fresh subprocess per call: {best:.0f} vs {peer:.0f} "
+          f"({best / peer:.1f}x); goal >= 300/s")
+
+
+if __name__ == "__main__":
+    main()

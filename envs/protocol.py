@@ -5,6 +5,7 @@ inside a worker process (see envs.worker); only JSON crosses the boundary.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import sys
@@ -88,12 +89,18 @@ def _where(exc: BaseException, filename: str) -> str:
     return f"{filename}, line {frames[-1].lineno}" if frames else filename
 
 
+@functools.lru_cache(maxsize=64)
+def compile_source(source: str, filename: str):
+    """Compiling runs nothing, so a sandbox's zygote compiles once and its forked tasks reuse the code."""
+    return compile(source, filename, "exec")
+
+
 def load_environment(source: str, filename: str = "<env>") -> Environment:
     """Exec ``source`` in a fresh module and return its environment instance."""
     if not isinstance(source, str):
         raise EnvironmentLoadError(f"{filename}: source must be a str, got {type(source).__name__}")
     try:
-        code = compile(source, filename, "exec")
+        code = compile_source(source, filename)
     except SyntaxError as e:
         raise EnvironmentLoadError(
             f"syntax error in {filename} at line {e.lineno}: {e.msg}") from None

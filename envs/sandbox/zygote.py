@@ -22,6 +22,7 @@ import sys
 import time
 
 from envs.sandbox.limits import ALLOWED_IMPORTS, Limits, verdict_of_error
+from envs.protocol import compile_source
 from envs.worker import handle
 
 NOBODY = 65534
@@ -234,6 +235,7 @@ def serve(proto_in, proto_out) -> None:
                 resp = run_task(req, sources, limits)
                 if op == "load" and resp.get("ok"):
                     sources[req["env_id"]] = req["source"]
+                    compile_source(req["source"], f"<env:{req['env_id']}>")  # tasks fork with the code ready
         proto_out.write(json.dumps(resp) + "\n")
         proto_out.flush()
 

@@ -15,6 +15,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from envs.client import WorkerClient, WorkerFailed
 from envs.sandbox.limits import VERDICTS
@@ -41,7 +42,8 @@ class SubprocessPool:
     """
 
     def __init__(self, size: int, argv: list[str] | None = None, timeout_s: float = 10.0,
-                 env: dict | None = None, init_requests: list[dict] | None = None, isolated: bool = False):
+                 env: dict | None = None, init_requests: list[dict] | None = None, isolated: bool = False,
+                 client_factory: Callable[[], WorkerClient] | None = None, on_close: Callable[[], None] | None = None):
         if size < 1:
             raise ValueError("size must be >= 1")
         self.size, self.timeout_s = size, timeout_s
@@ -50,7 +52,9 @@ class SubprocessPool:
         child_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (PROJECT_ROOT, child_env.get("PYTHONPATH")) if p)
         self.isolated = isolated  # False: environment code runs as a plain process (no sandbox)
-        self._workers = [WorkerClient(self.argv, PROJECT_ROOT, child_env, init_requests) for _ in range(size)]
+        self._on_close = on_close  # e.g. the docker backend removes its containers
+        self._workers = [client_factory() if client_factory is not None  # e.g. a container instead of a process
+                         else WorkerClient(self.argv, PROJECT_ROOT, child_env, init_requests) for _ in range(size)]
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         for w in self._workers:
             self._idle.put(w)
@@ -185,6 +189,8 @@ class SubprocessPool:
         self._executor.shutdown(wait=True)
         for w in self._workers:
             w.stop(grace_s=1.0)
+        if self._on_close is not None:
+            self._on_close()
 
     def __enter__(self) -> "SubprocessPool":
         return self

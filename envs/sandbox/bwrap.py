@@ -42,6 +42,10 @@ def bwrap_argv(limits: Limits) -> list[str]:
         elif target.exists():
             argv += ["--ro-bind", str(target), f"/{link}"]
     for path in _python_paths():
+        # bwrap makes missing parents 0700: open them (empty, path only) so the task's uid can read
+        # the interpreter, its stdlib and the trusted extra imports' data files
+        for parent in reversed(Path(path).parents[:-1]):
+            argv += ["--perms", "0755", "--dir", str(parent)]
         argv += ["--ro-bind", path, path]
     argv += ["--ro-bind", str(ENVS_DIR), f"{INSIDE}/envs",
              "--proc", "/proc", "--dev", "/dev",

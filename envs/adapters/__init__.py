@@ -1,0 +1,1 @@
+"""Adapters turning external task libraries into EvoForge environment sources."""

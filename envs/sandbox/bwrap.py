@@ -41,15 +41,17 @@ def bwrap_argv(limits: Limits) -> list[str]:
             argv += ["--symlink", os.readlink(target), f"/{link}"]
         elif target.exists():
             argv += ["--ro-bind", str(target), f"/{link}"]
+    # /tmp first: a Python install or venv under /tmp is then bound inside it, not hidden by it
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp"]
     for path in _python_paths():
         # bwrap makes missing parents 0700: open them (empty, path only) so the task's uid can read
         # the interpreter, its stdlib and the trusted extra imports' data files
         for parent in reversed(Path(path).parents[:-1]):
-            argv += ["--perms", "0755", "--dir", str(parent)]
+            if str(parent) != "/tmp":
+                argv += ["--perms", "0755", "--dir", str(parent)]
         argv += ["--ro-bind", path, path]
     argv += ["--ro-bind", str(ENVS_DIR), f"{INSIDE}/envs",
-             "--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp",
              "--setenv", "PYTHONPATH", INSIDE, "--setenv", "HOME", "/tmp",
              "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "PYTHONHASHSEED", "0",
              "--setenv", "EVOFORGE_OWN_PID_NAMESPACE", "1",

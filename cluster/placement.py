@@ -1,6 +1,8 @@
 """Placing roles on the cluster with placement groups (one group per role)."""
 from __future__ import annotations
 
+import uuid
+
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -18,7 +20,7 @@ def bundle(cpus: float, gpus: float) -> dict[str, float]:
 
 
 def reserve(role: str, bundles: list[dict], strategy: str, timeout_s: float = 60.0):
-    pg = placement_group(bundles, strategy=strategy, name=f"evoforge-{role}")
+    pg = placement_group(bundles, strategy=strategy, name=f"evoforge-{role}-{uuid.uuid4().hex[:8]}")
     ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
     if not ready:
         remove_placement_group(pg)

@@ -50,12 +50,30 @@ def sequence_logprobs(model, batch: Batch, temperature: float) -> torch.Tensor:
     return token_logprobs(out.logits, batch.input_ids, temperature)
 
 
+@torch.no_grad()
+def recompute_old_logprobs(model, micro: Batch, temperature: float) -> torch.Tensor:
+    """The learner's own logprobs of the sampled tokens before the update (pi_old for truncated IS)."""
+    return sequence_logprobs(model, micro, temperature)
+
+
+def logprob_gap(logprobs: torch.Tensor, behaviour: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """Behaviour/learner mismatch on the trained tokens: mean and max |learner - sampler| logprob."""
+    diff = (logprobs.detach() - behaviour).abs() * mask
+    n = float(mask.sum())
+    return {"logprob_gap/mean_abs": float(diff.sum()) / max(n, 1.0), "logprob_gap/max_abs": float(diff.max()) if n else 0.0}
+
+
 def micro_batch_loss(model, micro: Batch, cfg: PolicyLossConfig, normalizer: float, temperature: float,
-                     ref_model=None) -> tuple[torch.Tensor, dict[str, float]]:
+                     ref_model=None, learner_old: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one micro batch. With `learner_old` (recomputed pi_old), the batch's behaviour logprobs
+    only enter through the truncated-IS weight; without it they are pi_old themselves."""
     logprobs = sequence_logprobs(model, micro, temperature)
     ref = None
     if ref_model is not None and cfg.kl_coef > 0:
         with torch.no_grad():
             ref = sequence_logprobs(ref_model, micro, temperature)
-    return policy_loss(logprobs, micro.old_logprobs, micro.advantages, micro.loss_mask, cfg,
-                       ref_logprobs=ref, normalizer=normalizer)
+    old, behaviour = (micro.old_logprobs, None) if learner_old is None else (learner_old, micro.old_logprobs)
+    loss, metrics = policy_loss(logprobs, old, micro.advantages, micro.loss_mask, cfg,
+                                ref_logprobs=ref, behaviour_logprobs=behaviour, normalizer=normalizer)
+    metrics.update(logprob_gap(logprobs if learner_old is None else learner_old, micro.old_logprobs, micro.loss_mask))
+    return loss, metrics

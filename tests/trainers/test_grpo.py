@@ -48,3 +48,24 @@ def test_sharded_losses_average_to_the_global_loss(tiny_model_path, aggregation,
         global_mb = collate([trajectories(16)[i] for i in idx], pad_id=0)
         expected, _ = micro_batch_loss(model, global_mb, cfg, None, temperature=1.0)
         assert combined == pytest.approx(expected.item(), rel=1e-5, abs=1e-7)
+
+
+def test_truncated_importance_sampling_weights_the_pg_term(tiny_model_path):
+    """pi_old recomputed by the learner; the sampler thought each token 4x less likely, so the pg term
+    is weighted by min(4, cap): doubled with cap 2, and the gap metric reports log 4."""
+    import math
+
+    from trainers.grpo import recompute_old_logprobs
+
+    model = load_causal_lm(tiny_model_path)
+    micro = collate(trajectories(8), pad_id=0)
+    learner_old = recompute_old_logprobs(model, micro, 1.0)
+    plain = PolicyLossConfig()
+    micro.old_logprobs = learner_old.clone()  # sampler == learner
+    base, _ = micro_batch_loss(model, micro, plain, None, 1.0)
+    micro.old_logprobs = (learner_old - math.log(4.0)) * micro.loss_mask
+    capped, metrics = micro_batch_loss(model, micro, PolicyLossConfig(tis_cap=2.0), None, 1.0, learner_old=learner_old)
+    assert capped.item() == pytest.approx(2 * base.item(), rel=1e-5)
+    assert metrics["logprob_gap/mean_abs"] == pytest.approx(math.log(4.0), rel=1e-5)
+    uncapped, _ = micro_batch_loss(model, micro, PolicyLossConfig(tis_cap=10.0), None, 1.0, learner_old=learner_old)
+    assert uncapped.item() == pytest.approx(4 * base.item(), rel=1e-5)

@@ -104,7 +104,7 @@ class LearnerWorker:
         return {"rank": self.rank, "pid": os.getpid(), "backend": backend,
                 "trainable": sum(p.numel() for p in params)}
 
-    def train(self, plan, loss_cfg, temperature: float) -> dict:
+    def train(self, plan, loss_cfg, temperature: float, recompute_old: bool = False) -> dict:
         """Run this rank's mini-batches (one optimizer step each); returns averaged metrics.
 
         The behaviour/learner logprob gap is measured before any optimizer step of the step (on the
@@ -117,7 +117,7 @@ class LearnerWorker:
         start = time.perf_counter()
         minis_on_device = [[m.to(self.device) for m in minis] for minis in plan.minibatches]
         olds = None
-        if loss_cfg.tis_cap is not None:  # pi_old by the learner itself, before any update of this step
+        if recompute_old or loss_cfg.tis_cap is not None:  # pi_old by the learner, before this step's updates
             olds = [[recompute_old_logprobs(self.engine, m, temperature) for m in minis] for minis in minis_on_device]
         gap: dict[str, list[float]] = {}
         for u, (minis, global_count) in enumerate(zip(minis_on_device, plan.global_counts)):

@@ -40,6 +40,9 @@ class SamplingConfig:
     top_k: int = 0  # 0 = off
     min_p: float = 0.0
     stop: list[str] = field(default_factory=list)
+    # CUTS: sample uniformly from the truncation set. 0 = standard sampling, 1 = all CUTS,
+    # 0.5 = Mixed-CUTS (each group half standard, half CUTS)
+    cuts_fraction: float = 0.0
 
 
 @dataclass

@@ -16,6 +16,7 @@ from cluster.metrics import MetricsLog, Progress
 from cluster.rollout_pool import RolloutPool
 from trainers.advantages import group_advantages, zero_advantage_fraction
 from trainers.batch import Trajectory, collate
+from trainers.cuts import mixed_group_metrics
 from trainers.models import encode_prompt, load_tokenizer, prepare_model
 
 
@@ -75,7 +76,8 @@ class Driver:
         for t, r, a in zip(trajectories, rewards, advantages.tolist()):
             t.reward, t.advantage = r, a
         batch = collate(trajectories, pad_id=self.tokenizer.pad_token_id)
-        learner = self.learners.update(batch, temperature=max(sampling.temperature, 1e-6))  # update
+        cuts = sampling.cuts_fraction > 0  # CUTS samples are not drawn from the policy: pi_old recomputed
+        learner = self.learners.update(batch, max(sampling.temperature, 1e-6), recompute_old=cuts)   # update
         t4 = time.perf_counter()
         self.version += 1
         sync = self.sync_weights()                                                             # sync
@@ -96,6 +98,8 @@ class Driver:
             "rollout/tokens_per_s": out["tokens"] / max(t2 - t1, 1e-9),
             "timing/rollout": t2 - t1, "timing/score": t3 - t2, "timing/update": t4 - t3,
             "timing/step": t5 - t0, **env_metrics,
+            **(mixed_group_metrics(reward_t, group_ids, torch.tensor([s.cuts for g in out["samples"] for s in g]))
+               if cuts else {}),
         }
 
     # -- pieces -----------------------------------------------------------------

@@ -42,9 +42,12 @@ class LearnerGroup:
     def _setup(self, init_method: str) -> list[dict]:
         return ray.get([w.setup.remote(init_method) for w in self.ranks])  # every rank joins at once
 
-    def update(self, batch: Batch, temperature: float) -> dict:
+    def update(self, batch: Batch, temperature: float, recompute_old: bool = False) -> dict:
+        """One step on every rank. recompute_old: pi_old is the learner's own logprobs (not the sampler's),
+        needed when samples were not drawn from the policy itself (CUTS) or for truncated IS."""
         plans = plan_updates(batch, self.world_size, self.algo.updates_per_step, self.micro, self.algo.aggregation)
-        results = ray.get([w.train.remote(p, self.loss_cfg, temperature) for w, p in zip(self.ranks, plans)])
+        results = ray.get([w.train.remote(p, self.loss_cfg, temperature, recompute_old)
+                           for w, p in zip(self.ranks, plans)])
         keys = set().union(*results)
         return {k: (max(r.get(k, 0.0) for r in results) if k.endswith("max_abs") or k == "ratio_max"
                     else sum(r.get(k, 0.0) for r in results) / len(results)) for k in keys}

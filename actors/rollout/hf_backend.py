@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from actors.weights import is_tied_copy
+from trainers.cuts import CUTSLogitsProcessor, behaviour_logprobs_from_scores, hf_cuts_generate_kwargs, mixed_cuts_rows
 from trainers.models import load_causal_lm, load_tokenizer
 
 
@@ -20,6 +21,7 @@ class Sample:
     logprobs: list[float]
     text: str
     finish_reason: str  # "stop" (eos or stop string) | "length"
+    cuts: bool = False  # sampled uniformly from the truncation set (CUTS); logprobs are then log 1/|set|
 
 
 class HFBackend:
@@ -57,7 +59,12 @@ class HFBackend:
             do_sample=not greedy, pad_token_id=pad, eos_token_id=tok.eos_token_id,
             return_dict_in_generate=True, output_logits=True,
         )
-        if not greedy:
+        cuts_rows = None
+        if not greedy and sampling.cuts_fraction > 0:  # CUTS / Mixed-CUTS rows of each group
+            cuts_rows = mixed_cuts_rows(len(prompts), sampling.n, sampling.cuts_fraction)
+            kwargs.update(hf_cuts_generate_kwargs(), output_scores=True, logits_processor=[CUTSLogitsProcessor(
+                sampling.temperature, sampling.top_k, sampling.top_p, sampling.min_p, cuts_rows=cuts_rows)])
+        elif not greedy:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p,
                           top_k=sampling.top_k or None, min_p=sampling.min_p or None)
         if sampling.stop:
@@ -66,8 +73,12 @@ class HFBackend:
         out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
         new = out.sequences[:, width:].cpu()
         temp = 1.0 if greedy else sampling.temperature
-        logits = torch.stack(out.logits, dim=1).float().cpu() / temp  # [B*n, steps, V]
-        logprobs = torch.gather(torch.log_softmax(logits, -1), 2, new[:, :logits.shape[1], None]).squeeze(2)
+        if cuts_rows is not None:  # the actual sampling distribution of each row
+            scores = torch.stack(out.scores, dim=1).float().cpu()
+            logprobs = behaviour_logprobs_from_scores(scores, new[:, :scores.shape[1]], cuts_rows)
+        else:
+            logits = torch.stack(out.logits, dim=1).float().cpu() / temp  # [B*n, steps, V]
+            logprobs = torch.gather(torch.log_softmax(logits, -1), 2, new[:, :logits.shape[1], None]).squeeze(2)
         results: list[list[Sample]] = [[] for _ in prompts]
         for row in range(new.shape[0]):
             toks = new[row].tolist()
@@ -79,5 +90,6 @@ class HFBackend:
                 if s in text:
                     text, reason = text[:text.index(s)], "stop"
             results[row // sampling.n].append(
-                Sample(toks[:length], logprobs[row, :length].tolist(), text, reason))
+                Sample(toks[:length], logprobs[row, :length].tolist(), text, reason,
+                       cuts=bool(cuts_rows[row]) if cuts_rows is not None else False))
         return results

@@ -71,3 +71,15 @@ def test_zero3_lora_with_reference_kl(tmp_path):
     assert all(r["kl"] >= 0 for r in rows) and rows[-1]["kl"] > 0  # k3 against the frozen reference
     assert max(r["ratio_max"] for r in rows) > 1 + 1e-4  # the second mini-batch sees an updated policy
     assert (run / "checkpoints" / "step_000003" / "hf" / "adapter_config.json").exists()
+
+
+def test_mixed_cuts_step(tmp_path):
+    run = tmp_path / "cuts"
+    train(run, "steps=2", "rollout.sampling.cuts_fraction=0.5", "rollout.sampling.top_k=20", "save_every=0")
+    rows = metrics(run)
+    for key in ("mixed_cuts/standard/reward_var", "mixed_cuts/cuts/reward_var",
+                "mixed_cuts/standard/zero_adv_frac", "mixed_cuts/cuts/zero_adv_frac"):
+        assert all(key in r for r in rows), key
+    # pi_old is recomputed by the learner: ratios start at 1 although CUTS tokens were drawn uniformly
+    assert all(abs(r["ratio_max"] - 1.0) < 1e-4 for r in rows)
+    assert rows[0]["logprob_gap/mean_abs"] > 0.1  # the sampler's distribution differs from the policy

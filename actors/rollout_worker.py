@@ -24,7 +24,11 @@ def make_backend(name: str, model_path: str, dtype: str, device: str):
         from actors.rollout.hf_backend import HFBackend
 
         return HFBackend(model_path, dtype, device)
-    raise ValueError(f"rollout.backend={name!r}: available backends are 'hf'")
+    if name == "vllm":
+        from actors.rollout.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model_path, dtype, device)
+    raise ValueError(f"rollout.backend={name!r}: available backends are 'hf', 'vllm'")
 
 
 @ray.remote

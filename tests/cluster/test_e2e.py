@@ -22,9 +22,11 @@ def train(run_dir, *overrides):
     return proc
 
 
-def test_grpo_learns_repeat_digits(tmp_path):
+@pytest.mark.parametrize("backend", ["hf", pytest.param("vllm", marks=pytest.mark.skipif(
+    __import__("importlib").util.find_spec("vllm") is None, reason="vllm is not installed"))])
+def test_grpo_learns_repeat_digits(tmp_path, backend):
     run = tmp_path / "learn"
-    train(run, "steps=40", "seed=0", "save_every=0")
+    train(run, "steps=40", "seed=0", "save_every=0", f"rollout.backend={backend}")
     rows = metrics(run)
     assert [r["step"] for r in rows] == list(range(40))
     rewards = [r["reward/mean"] for r in rows]
@@ -34,8 +36,9 @@ def test_grpo_learns_repeat_digits(tmp_path):
                 "timing/rollout", "timing/score", "timing/update", "timing/step"}
     assert required <= set(rows[0])
     assert all(r["weight_sync/bytes"] > 0 and r["policy_version"] == r["step"] + 1 for r in rows)
-    assert all(r["logprob_gap/mean_abs"] < 1e-3 for r in rows)  # sampler and learner agree in fp32
     config = yaml.safe_load((run / "config.yaml").read_text())
+    assert all(r["logprob_gap/mean_abs"] < 1e-3 for r in rows)  # sampler and learner agree in fp32
+    assert config["rollout"]["backend"] == backend
     assert config["steps"] == 40 and config["learner"]["zero_stage"] == 2
     # the final checkpoint holds an HF model that from_pretrained loads
     from transformers import AutoModelForCausalLM

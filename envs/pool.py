@@ -141,29 +141,44 @@ class SubprocessPool:
         seeds = list(seeds)
         with self._lock:
             self._stats.update(calls_sample=1, items_sample=len(seeds))
-        out = self._map(env_id, seeds,
-                        lambda s: {"op": "sample", "seeds": [s], "difficulty": difficulty})
-        for seed, r in zip(seeds, out):
+        size = max(1, -(-len(seeds) // self.size))  # one chunk of seeds per worker
+        chunks = [seeds[i:i + size] for i in range(0, len(seeds), size)]
+        out = self._map(env_id, chunks, lambda c: {"op": "sample", "seeds": c, "difficulty": difficulty})
+        for chunk, r in zip(chunks, out):
             if isinstance(r, WorkerFailed):
-                raise PoolError(f"sample {env_id!r} seed {seed} failed: {r}")
-        return [{"env": env_id, **r["result"][0]} for r in out]
+                where = f"seed {chunk[0]}" if len(chunk) == 1 else f"seeds {chunk[0]}..{chunk[-1]}"
+                raise PoolError(f"sample {env_id!r} {where} failed: {r}")
+        return [{"env": env_id, **inst} for r in out for inst in r["result"]]
 
-    def score(self, env_id: str, items: list[dict]) -> list[ScoreResult]:
-        """Score items {"data", "response"}: one ScoreResult per item, in order."""
-        items = list(items)
-        out = self._map(env_id, items, lambda it: {"op": "score", "items": [
-            {"data": it.get("data"), "response": it.get("response")}]})
-        results = []
-        for r in out:
-            if isinstance(r, WorkerFailed):
-                results.append(ScoreResult(0.0, r.verdict, r.error))
-            elif r["errors"][0] is not None:
-                results.append(ScoreResult(0.0, (r.get("verdicts") or ["error"])[0], r["errors"][0]))
-            else:
-                results.append(ScoreResult(float(r["result"][0]), "ok"))
+    def score(self, env_id: str, items: list[dict], batch: int | None = None) -> list[ScoreResult]:
+        """Score items {"data", "response"}: one ScoreResult per item, in order.
+
+        Items go in chunks (one request, one sandboxed task each, up to ``batch`` items; default: spread
+        evenly over the workers). A chunk that times out, crashes or overflows is re-run item by item,
+        so a verdict is still pinned on exactly the item that caused it.
+        """
+        items = [{"data": it.get("data"), "response": it.get("response")} for it in items]
+        results = self._score(env_id, items, batch or max(1, -(-len(items) // self.size)))
         with self._lock:
             self._stats.update(calls_score=1, items_score=len(items))
             self._stats.update(f"verdict_{r.verdict}" for r in results)
+        return results
+
+    def _score(self, env_id: str, items: list[dict], size: int) -> list[ScoreResult]:
+        chunks = [items[i:i + size] for i in range(0, len(items), size)]
+        out = self._map(env_id, chunks, lambda chunk: {"op": "score", "items": chunk})
+        results: list[ScoreResult] = []
+        for chunk, r in zip(chunks, out):
+            if isinstance(r, WorkerFailed) and len(chunk) > 1:
+                results += self._score(env_id, chunk, 1)  # find the culprit; the others still score
+                continue
+            if isinstance(r, WorkerFailed):
+                results.append(ScoreResult(0.0, r.verdict, r.error))
+                continue
+            verdicts = r.get("verdicts") or ["error"] * len(chunk)
+            for value, error, verdict in zip(r["result"], r["errors"], verdicts):
+                results.append(ScoreResult(0.0, verdict if verdict != "ok" else "error", error) if error is not None
+                               else ScoreResult(float(value), "ok"))
         return results
 
     def pids(self) -> list[int | None]:

@@ -48,9 +48,15 @@ def _greedy(backend, prompts, tokens=12):
     return backend.generate(prompts, SamplingConfig(n=1, temperature=0.0, max_new_tokens=tokens), 0)
 
 
-def test_default_tiny_model_refused_on_cpu(tiny_model_path):
+def test_head_size_16_refused_on_cpu():
+    """vLLM's CPU attention has no kernel for head size 16: refused at start, not mid-generation."""
+    from cluster.config import ModelConfig
+    from trainers.models import prepare_model
+
+    cfg = ModelConfig(tiny_heads=4, tiny_kv_heads=2)
+    cfg.cache_dir = os.environ["EVOFORGE_CACHE"]
     with pytest.raises(ValueError, match="head sizes"):
-        VLLMBackend(tiny_model_path)
+        VLLMBackend(prepare_model(cfg))
 
 
 def test_generate_groups(engine):

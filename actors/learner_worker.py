@@ -14,20 +14,7 @@ import ray
 import torch
 
 from actors.weights import is_tied_copy, pack_state_dict
-
-
-def deepspeed_config(cfg, micro: int, gas: int, bf16: bool) -> dict:
-    return {
-        "train_micro_batch_size_per_gpu": micro,
-        "gradient_accumulation_steps": gas,
-        "train_batch_size": micro * gas * cfg.world_size,
-        "gradient_clipping": cfg.grad_clip,
-        "zero_optimization": {"stage": cfg.zero_stage},
-        "bf16": {"enabled": bf16},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 2**31 - 1,
-        "wall_clock_breakdown": False,
-    }
+from trainers.ds_config import deepspeed_config
 
 
 @ray.remote

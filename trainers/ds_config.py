@@ -1,0 +1,16 @@
+"""The DeepSpeed config of a learner rank, from the typed learner config (plain data, no Ray)."""
+from __future__ import annotations
+
+
+def deepspeed_config(cfg, micro: int, gas: int, bf16: bool) -> dict:
+    return {
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": gas,
+        "train_batch_size": micro * gas * cfg.world_size,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": bf16},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }

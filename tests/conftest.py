@@ -26,8 +26,6 @@ def evoforge(*args: str, timeout: float = 600, cwd=ROOT) -> subprocess.Completed
 
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:
-    from types import SimpleNamespace
-
     from cluster.config import ModelConfig
     from trainers.models import prepare_model
 

@@ -18,7 +18,6 @@ import os
 import resource
 import select
 import signal
-import sys
 import time
 
 from envs.sandbox.limits import ALLOWED_IMPORTS, Limits, verdict_of_error

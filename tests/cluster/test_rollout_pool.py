@@ -2,7 +2,6 @@
 its prompts re-issued; the samples equal those of an uninterrupted pool."""
 from types import SimpleNamespace
 
-import pytest
 import ray
 import torch
 

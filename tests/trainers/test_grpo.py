@@ -3,7 +3,6 @@ DeepSpeed averages gradients (over ranks and accumulation steps), equal the loss
 import random
 
 import pytest
-import torch
 
 from trainers.batch import Trajectory, collate
 from trainers.grpo import micro_batch_loss, plan_updates

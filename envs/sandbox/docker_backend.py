@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from envs.client import WorkerFailed
+from envs.client import WorkerClient, WorkerFailed
 from envs.sandbox import SandboxUnavailable
 from envs.sandbox.limits import Limits
 
@@ -507,16 +507,8 @@ class DockerWorkerClient:
             self._retire(proc)
             raise
 
-    def ensure_loaded(self, env_id: str, source: str, timeout_s: float, force: bool = False) -> dict | None:
-        """Load ``env_id`` unless the current container already has this very source."""
-        proc = self.proc
-        if not force and proc is not None and proc.alive() and self.loaded.get(env_id) is source:
-            return None
-        resp = self.call({"op": "load", "env_id": env_id, "source": source}, timeout_s)
-        if not resp["ok"]:
-            raise WorkerFailed(resp.get("verdict", "error"), resp["error"])
-        self.loaded[env_id] = source
-        return resp["result"]
+    # the same rule as for a process: a container handle answers poll() like Popen
+    ensure_loaded = WorkerClient.ensure_loaded
 
     def stop(self, grace_s: float = 0.0) -> None:
         """Remove the current container now (force: a sandbox has nothing to flush, so ``grace_s``

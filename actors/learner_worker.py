@@ -13,7 +13,7 @@ import warnings
 import ray
 import torch
 
-from actors.weights import is_tied_copy, pack_state_dict
+from actors.weights import is_tied_copy, manifest, pack_state_dict
 from trainers.ds_config import deepspeed_config
 
 
@@ -150,12 +150,54 @@ class LearnerWorker:
                 return state
             return {k: v.detach().clone() for k, v in module.state_dict().items() if not is_tied_copy(module, k)}
 
-    def weights(self, version: int):
-        """Rank 0: (message, flat buffer) for rollout workers; other ranks: None (but join the gather)."""
-        state = self._full_state()
+    def _adapter_state(self) -> dict[str, torch.Tensor]:
+        """Only the LoRA adapter's tensors, in PEFT's saved names. A collective under ZeRO-3."""
+        import deepspeed
+        from peft import get_peft_model_state_dict
+
+        module = self.engine.module
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), enabled=self.cfg.zero_stage == 3):
+            if self.rank != 0:
+                return {}
+            return {k: v.detach().clone() for k, v in get_peft_model_state_dict(module).items()}
+
+    def _sync_state(self, adapter_only: bool) -> tuple[dict[str, torch.Tensor], str, dict | None]:
+        if adapter_only and self.lora:
+            return self._adapter_state(), "lora", _adapter_config(self.engine.module)
+        return self._full_state(), "full", None
+
+    def weights(self, version: int, adapter_only: bool = False):
+        """Rank 0: (message, flat buffer) for rollout workers; other ranks: None (but join the gather).
+        adapter_only (LoRA runs): only the adapter, for engines that serve LoRA adapters."""
+        state, kind, adapter_config = self._sync_state(adapter_only)
         if self.rank != 0:
             return None
-        return pack_state_dict({k: v.cpu() for k, v in state.items()}, version)
+        return pack_state_dict({k: v.cpu() for k, v in state.items()}, version, kind, adapter_config)
+
+    # -- broadcast weight sync (learner rank 0 -> rollout engines) -------------------
+    def sync_manifest(self, adapter_only: bool):
+        """What one broadcast sync carries (names, shapes, byte offsets): rank 0 answers, every rank
+        takes part (ZeRO-3 gathers)."""
+        state, kind, adapter_config = self._sync_state(adapter_only)
+        return manifest(state, 0, kind, adapter_config) if self.rank == 0 else None
+
+    def join_sync_group(self, host: str, port: int, world_size: int, backend: str) -> None:
+        """Rank 0 only: host a new broadcast group as its rank 0, while every rollout worker joins."""
+        from actors.sync_group import SyncGroup
+
+        self.sync_group = None  # a previous group (a member was replaced) is dropped first
+        self.sync_group = SyncGroup(host, port, 0, world_size, backend)
+
+    def broadcast_weights(self, version: int, adapter_only: bool) -> int:
+        """Every rank (ZeRO-3 gathers); rank 0 sends the flat buffer through the sync group. Returns bytes sent."""
+        from actors.sync_group import flat_buffer
+
+        state, _, _ = self._sync_state(adapter_only)
+        if self.rank != 0:
+            return 0
+        flat = flat_buffer(state, self.sync_group.device)
+        self.sync_group.send(flat, version)
+        return flat.numel()
 
     def save_checkpoint(self, folder: str, tag: str, hf_folder: str | None, tokenizer_path: str) -> None:
         self.engine.save_checkpoint(folder, tag=tag)
@@ -173,6 +215,14 @@ class LearnerWorker:
         path, _ = self.engine.load_checkpoint(folder, tag=tag)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint {tag!r} in {folder}")
+
+
+def _adapter_config(module) -> dict:
+    """The adapter's adapter_config.json contents (sets as lists, enums as their values)."""
+    import json
+
+    config = module.peft_config["default"].to_dict()
+    return json.loads(json.dumps(config, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
 
 
 def _base_name(key: str) -> str:

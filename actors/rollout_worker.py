@@ -1,8 +1,11 @@
 """RolloutWorker: a Ray actor that owns one generation engine.
 
-Weights arrive as versioned messages; the actor runs one method at a time, so
-a `generate` call always sees exactly one version, and it reports that version
-with its samples. Stale or repeated versions are refused.
+Weights arrive as versioned messages, through the object store
+(`update_weights`) or a broadcast group from learner rank 0 (`receive_weights`);
+the actor runs one method at a time, so a `generate` call always sees exactly
+one version, and it reports that version with its samples. Stale or repeated
+versions are refused. A message is either the full weights or, for LoRA runs on
+an engine that serves adapters, only the adapter.
 """
 from __future__ import annotations
 
@@ -12,14 +15,15 @@ import time
 import ray
 import torch
 
-from actors.weights import WeightsMessage, unpack_state_dict
+from actors.weights import WeightsMessage, unpack_flat, unpack_state_dict
 
 
 class StaleWeightsError(RuntimeError):
     pass
 
 
-def make_backend(name: str, model_path: str, dtype: str, device: str):
+def make_backend(name: str, model_path: str, dtype: str, device: str, lora_rank: int = 0, sleep_mode: bool = False):
+    """lora_rank > 0: the engine serves LoRA adapters (vLLM only); sleep_mode: it can free the GPU (vLLM only)."""
     if name == "hf":
         from actors.rollout.hf_backend import HFBackend
 
@@ -27,19 +31,21 @@ def make_backend(name: str, model_path: str, dtype: str, device: str):
     if name == "vllm":
         from actors.rollout.vllm_backend import VLLMBackend
 
-        return VLLMBackend(model_path, dtype, device)
+        return VLLMBackend(model_path, dtype, device, lora_rank=lora_rank, sleep_mode=sleep_mode)
     raise ValueError(f"rollout.backend={name!r}: available backends are 'hf', 'vllm'")
 
 
 @ray.remote
 class RolloutWorker:
-    def __init__(self, index: int, model_path: str, backend: str = "hf", dtype: str = "float32", threads: int = 0):
+    def __init__(self, index: int, model_path: str, backend: str = "hf", dtype: str = "float32", threads: int = 0,
+                 lora_rank: int = 0, sleep_mode: bool = False):
         if threads:
             torch.set_num_threads(threads)
         device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
         self.index = index
-        self.engine = make_backend(backend, model_path, dtype, device)
+        self.engine = make_backend(backend, model_path, dtype, device, lora_rank, sleep_mode)
         self.version = 0
+        self.sync_group, self.sync_manifest, self._sync_buffer = None, None, None
 
     def ready(self) -> dict:
         return {"index": self.index, "pid": os.getpid(), "version": self.version}
@@ -47,12 +53,50 @@ class RolloutWorker:
     def update_weights(self, payload: tuple[WeightsMessage, object]) -> dict:
         """Load (manifest, flat buffer) from learner rank 0; refuses versions not newer than ours."""
         msg, buf = payload
-        if msg.version <= self.version:
-            raise StaleWeightsError(f"worker {self.index} holds version {self.version}; refusing version {msg.version}")
+        self._check_newer(msg.version)
         start = time.perf_counter()
-        self.engine.load_weights(unpack_state_dict(msg, buf))
-        self.version = msg.version
+        self._load(msg, unpack_state_dict(msg, buf), msg.version)
         return {"version": self.version, "seconds": time.perf_counter() - start, "bytes": msg.nbytes}
+
+    def join_sync_group(self, host: str, port: int, rank: int, world_size: int, backend: str,
+                        manifest: WeightsMessage) -> None:
+        """Join learner rank 0's broadcast group as `rank` (a new group replaces an old one)."""
+        from actors.sync_group import SyncGroup
+
+        self.sync_group = None
+        self.sync_group = SyncGroup(host, port, rank, world_size, backend)
+        self.sync_manifest, self._sync_buffer = manifest, None
+
+    def receive_weights(self, version: int) -> dict:
+        """Take part in one broadcast from learner rank 0 and load it, if it is the expected newer version."""
+        if self.sync_group is None:
+            raise RuntimeError(f"worker {self.index} has not joined a weight sync group")
+        start = time.perf_counter()
+        msg = self.sync_manifest
+        flat = self.sync_group.receive(version, msg.nbytes, self._sync_buffer)
+        self._sync_buffer = flat  # reused by the next sync
+        self._check_newer(version)
+        self._load(msg, unpack_flat(msg, flat), version)
+        return {"version": self.version, "seconds": time.perf_counter() - start, "bytes": msg.nbytes}
+
+    def _check_newer(self, version: int) -> None:
+        if version <= self.version:
+            raise StaleWeightsError(f"worker {self.index} holds version {self.version}; refusing version {version}")
+
+    def _load(self, msg: WeightsMessage, state: dict, version: int) -> None:
+        if msg.kind == "lora":
+            if not hasattr(self.engine, "load_adapter"):
+                raise ValueError(f"worker {self.index}: this backend cannot serve LoRA adapters; send full weights")
+            self.engine.load_adapter(state, msg.adapter_config, version)
+        else:
+            self.engine.load_weights(state)
+        self.version = version
+
+    def sleep(self) -> None:
+        self.engine.sleep()
+
+    def wake_up(self) -> None:
+        self.engine.wake_up()
 
     def generate(self, prompts: list[list[int]], sampling, seed: int) -> dict:
         start = time.perf_counter()

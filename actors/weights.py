@@ -28,20 +28,32 @@ class WeightsMessage:
     version: int
     specs: list[TensorSpec]
     nbytes: int
+    # "full": every weight, in the base model's names; "lora": only a PEFT adapter's tensors, with
+    # its adapter_config.json contents in `adapter_config` (engines that serve LoRA load it as an adapter)
+    kind: str = "full"
+    adapter_config: dict | None = None
 
 
-def pack_state_dict(state: dict[str, torch.Tensor], version: int) -> tuple[WeightsMessage, np.ndarray]:
+def manifest(state: dict[str, torch.Tensor], version: int, kind: str = "full",
+             adapter_config: dict | None = None) -> WeightsMessage:
+    """The message describing `state` packed in order (no bytes copied)."""
     specs, offset = [], 0
     for name, t in state.items():
         nbytes = t.numel() * t.element_size()
         specs.append(TensorSpec(name, str(t.dtype).removeprefix("torch."), tuple(t.shape), offset, nbytes))
         offset += nbytes
-    buf = np.empty(offset, dtype=np.uint8)
+    return WeightsMessage(version, specs, offset, kind, adapter_config)
+
+
+def pack_state_dict(state: dict[str, torch.Tensor], version: int, kind: str = "full",
+                    adapter_config: dict | None = None) -> tuple[WeightsMessage, np.ndarray]:
+    msg = manifest(state, version, kind, adapter_config)
+    buf = np.empty(msg.nbytes, dtype=np.uint8)
     flat = torch.from_numpy(buf)
-    for spec, t in zip(specs, state.values()):
+    for spec, t in zip(msg.specs, state.values()):
         flat[spec.offset:spec.offset + spec.nbytes].copy_(
             t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8))
-    return WeightsMessage(version, specs, offset), buf
+    return msg, buf
 
 
 def unpack_state_dict(msg: WeightsMessage, buf: np.ndarray) -> dict[str, torch.Tensor]:
@@ -51,6 +63,13 @@ def unpack_state_dict(msg: WeightsMessage, buf: np.ndarray) -> dict[str, torch.T
     with warnings.catch_warnings():  # object-store buffers are read-only; we only read them
         warnings.simplefilter("ignore", UserWarning)
         flat = torch.from_numpy(buf)
+    return unpack_flat(msg, flat)
+
+
+def unpack_flat(msg: WeightsMessage, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Views into a flat uint8 tensor on any device (no copy)."""
+    if flat.numel() != msg.nbytes:
+        raise ValueError(f"weights buffer has {flat.numel()} bytes, manifest says {msg.nbytes}")
     out = {}
     for s in msg.specs:
         out[s.name] = flat[s.offset:s.offset + s.nbytes].view(getattr(torch, s.dtype)).view(s.shape)

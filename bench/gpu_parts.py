@@ -105,6 +105,26 @@ def main() -> int:
     same = all(torch.equal(backend.named_parameters()[k].cpu(), v) for k, v in state.items())
     check("weight sync learner -> backend", same, f"{msg.nbytes / 1e6:.1f} MB, pack {secs:.3f} s, load {load_s:.3f} s")
 
+    # broadcast transport: the sync group's NCCL process group and the flat layout on the GPU. One GPU
+    # allows one NCCL rank per device, so this is the sender alone (world size 1).
+    import socket
+
+    from actors.sync_group import SyncGroup, flat_buffer
+    from actors.weights import manifest, unpack_flat
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    gpu_state = {k: v.float() for k, v in engine.module.state_dict().items()}
+    group = SyncGroup("127.0.0.1", port, 0, 1, "nccl", timeout_s=60)
+    flat = flat_buffer(gpu_state, group.device)
+    _, send_s = timed(lambda: group.send(flat, 2))
+    views = unpack_flat(manifest(gpu_state, 2), flat)
+    _, load_s = timed(lambda: backend.load_weights(views))
+    same = flat.is_cuda and all(torch.equal(backend.named_parameters()[k], v) for k, v in gpu_state.items())
+    check("NCCL sync group + flat buffer on cuda", same,
+          f"{flat.numel() / 1e6:.1f} MB, send {send_s:.4f} s, load {load_s:.3f} s")
+
     print(f"\nGPU parts: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, deepspeed {deepspeed.__version__}")
     print("| check | result | detail |\n|---|---|---|")
     for row in ROWS:

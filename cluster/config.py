@@ -52,6 +52,12 @@ class RolloutConfig:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     threads: int = 2  # torch threads inside each worker (CPU)
+    # how new weights reach the engines: object_store (rank 0 packs one buffer, every worker reads it) |
+    # broadcast (a process group from learner rank 0 to the engines: NCCL on GPU, gloo on CPU) |
+    # auto (broadcast when rollout workers have GPUs and are not colocated, else object_store)
+    weight_sync: str = "auto"
+    lora_adapter_sync: bool = True  # LoRA runs on vLLM: sync only the adapter (False: merged weights)
+    colocate: bool = False  # GPU: engines sleep (weights offloaded, KV cache freed) while the learner trains
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 

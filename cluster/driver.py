@@ -77,7 +77,9 @@ class Driver:
             t.reward, t.advantage = r, a
         batch = collate(trajectories, pad_id=self.tokenizer.pad_token_id)
         cuts = sampling.cuts_fraction > 0  # CUTS samples are not drawn from the policy: pi_old recomputed
+        self.rollout.sleep()  # colocated engines free the GPU for the learner
         learner = self.learners.update(batch, max(sampling.temperature, 1e-6), recompute_old=cuts)   # update
+        self.rollout.wake_up()
         t4 = time.perf_counter()
         self.version += 1
         sync = self.sync_weights()                                                             # sync
@@ -109,7 +111,7 @@ class Driver:
         return [base + i for i in range(self.cfg.algorithm.prompts_per_step)]
 
     def sync_weights(self) -> dict:
-        return self.rollout.push_weights(self.learners.weights_ref(self.version), self.version)
+        return self.rollout.sync(self.learners, self.version)
 
     def should_checkpoint(self) -> bool:
         every = self.cfg.save_every

@@ -52,11 +52,24 @@ class LearnerGroup:
         return {k: (max(r.get(k, 0.0) for r in results) if k.endswith("max_abs") or k == "ratio_max"
                     else sum(r.get(k, 0.0) for r in results) / len(results)) for k in keys}
 
-    def weights_ref(self, version: int):
+    def weights_ref(self, version: int, adapter_only: bool = False):
         """ObjectRef of rank 0's (manifest, buffer); every rank takes part (ZeRO-3 gathers)."""
-        refs = [w.weights.remote(version) for w in self.ranks]
+        refs = [w.weights.remote(version, adapter_only) for w in self.ranks]
         ray.get(refs[1:])
         return refs[0]
+
+    # -- broadcast weight sync: rank 0 hosts a group with the rollout engines ------
+    def sync_manifest(self, adapter_only: bool):
+        return ray.get([w.sync_manifest.remote(adapter_only) for w in self.ranks])[0]
+
+    def free_port(self) -> tuple[str, int]:
+        return ray.get(self.ranks[0].free_port.remote())
+
+    def join_sync_group(self, host: str, port: int, world_size: int, backend: str) -> None:
+        ray.get(self.ranks[0].join_sync_group.remote(host, port, world_size, backend))
+
+    def broadcast_weights(self, version: int, adapter_only: bool) -> int:
+        return ray.get([w.broadcast_weights.remote(version, adapter_only) for w in self.ranks])[0]
 
     def save(self, folder: str, tag: str, hf_folder: str, tokenizer_path: str) -> None:
         ray.get([w.save_checkpoint.remote(folder, tag, hf_folder if i == 0 else None, tokenizer_path)

@@ -3,6 +3,13 @@
 A worker that dies is restarted on its placement bundle, given the current
 weights, and its prompts re-issued with the same seed: none is lost or
 counted twice, and the samples equal those of an uninterrupted run.
+
+Weight sync (`sync`) uses one of two transports (rollout.weight_sync):
+object_store, where learner rank 0 packs one flat buffer that every worker
+reads, or broadcast, where learner rank 0 and the workers form a process group
+(NCCL on GPU, gloo on CPU) and the buffer goes out in one broadcast. A
+broadcast group has fixed members, so replacing a worker rebuilds it before
+the next sync. LoRA runs on vLLM send only the adapter.
 """
 from __future__ import annotations
 
@@ -22,14 +29,20 @@ class RolloutPool:
     def __init__(self, cfg, model_path: str, strategy: str):
         rc = self.rc = cfg.rollout
         self.model_path, self.dtype = model_path, cfg.model.dtype
+        self.lora = cfg.learner.lora.rank
+        self.adapter_only = bool(self.lora and rc.backend == "vllm" and rc.lora_adapter_sync)
+        self.transport = rc.weight_sync if rc.weight_sync != "auto" else \
+            ("broadcast" if rc.gpus_per_worker > 0 and not rc.colocate else "object_store")
+        self.version, self.weights_ref, self.restarts = 0, None, 0
+        self.group_ready, self.learners = False, None
         self.pg = reserve("rollout", [bundle(rc.cpus_per_worker, rc.gpus_per_worker)] * rc.num_workers, strategy)
         self.workers = [self._start(i) for i in range(rc.num_workers)]
         ray.get([w.ready.remote() for w in self.workers])
-        self.version, self.weights_ref, self.restarts = 0, None, 0
 
     def _start(self, i: int):
         return RolloutWorker.options(**on_bundle(self.pg, i), max_restarts=0).remote(
-            i, self.model_path, self.rc.backend, self.dtype, self.rc.threads)
+            i, self.model_path, self.rc.backend, self.dtype, self.rc.threads,
+            self.lora if self.adapter_only else 0, self.rc.colocate)
 
     def _restart(self, i: int) -> None:
         try:
@@ -37,9 +50,12 @@ class RolloutPool:
         except Exception:  # already gone
             pass
         self.workers[i] = self._start(i)
+        if self.transport == "broadcast" and self.version > 0:  # the last broadcast version, from the learners
+            self.weights_ref = self.learners.weights_ref(self.version, self.adapter_only)
         if self.weights_ref is not None:  # the current policy, not the checkpoint it started from
             ray.get(self.workers[i].update_weights.remote(self.weights_ref))
         self.restarts += 1
+        self.group_ready = False  # a broadcast group is rebuilt with the new member
 
     def generate(self, prompts: list[list[int]], sampling, seed: int) -> dict:
         """Split prompts over workers; every sample must come from the current version."""
@@ -59,6 +75,13 @@ class RolloutPool:
         return {"samples": [g for o in outs for g in o["samples"]], "tokens": sum(o["tokens"] for o in outs),
                 "seconds": max(o["seconds"] for o in outs), "restarts": self.restarts}
 
+    # -- weight sync -------------------------------------------------------------
+    def sync(self, learners, version: int) -> dict:
+        """Bring every worker to `version` from the learner group; returns bytes and seconds."""
+        if self.transport == "broadcast":
+            return self._broadcast(learners, version)
+        return self.push_weights(learners.weights_ref(version, self.adapter_only), version)
+
     def push_weights(self, weights_ref, version: int) -> dict:
         self.weights_ref = weights_ref
         results = []
@@ -68,7 +91,45 @@ class RolloutPool:
             except DEAD:
                 self._restart(i)  # the restart loads weights_ref itself
                 results.append({"version": version, "seconds": 0.0, "bytes": results[0]["bytes"] if results else 0})
+        return self._done(results, version)
+
+    def _broadcast(self, learners, version: int) -> dict:
+        self.learners = learners
+        for i, w in enumerate(self.workers):  # replace dead members before the group is used
+            try:
+                ray.get(w.ready.remote())
+            except DEAD:
+                self._restart(i)
+        if not self.group_ready:
+            self._build_group(learners)
+        receives = [w.receive_weights.remote(version) for w in self.workers]
+        learners.broadcast_weights(version, self.adapter_only)
+        return self._done(ray.get(receives), version)
+
+    def _build_group(self, learners) -> None:
+        """A new broadcast group: learner rank 0 hosts it, workers are ranks 1..N."""
+        manifest = learners.sync_manifest(self.adapter_only)
+        host, port = learners.free_port()
+        backend = "nccl" if self.rc.gpus_per_worker > 0 else "gloo"
+        world = len(self.workers) + 1
+        joins = [w.join_sync_group.remote(host, port, i + 1, world, backend, manifest)
+                 for i, w in enumerate(self.workers)]
+        learners.join_sync_group(host, port, world, backend)
+        ray.get(joins)
+        self.group_ready = True
+
+    def _done(self, results: list[dict], version: int) -> dict:
         if any(r["version"] != version for r in results):
             raise VersionMismatch(f"weight sync answered {[r['version'] for r in results]}, expected {version}")
         self.version = version
-        return {"bytes": max(r["bytes"] for r in results), "load_seconds": max(r["seconds"] for r in results)}
+        return {"bytes": max(r["bytes"] for r in results), "load_seconds": max(r["seconds"] for r in results),
+                "transport": self.transport}
+
+    # -- colocated mode: engines free the GPU while the learner trains ------------
+    def sleep(self) -> None:
+        if self.rc.colocate:
+            ray.get([w.sleep.remote() for w in self.workers])
+
+    def wake_up(self) -> None:
+        if self.rc.colocate:
+            ray.get([w.wake_up.remote() for w in self.workers])

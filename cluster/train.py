@@ -39,10 +39,10 @@ def main(dcfg: DictConfig) -> float | None:
     from envs.registry import UnknownEnvironmentError
     from trainers.models import ModelError
 
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         cfg = OmegaConf.to_object(dcfg)
         validate(cfg)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
         if cfg.resume:  # continue in the run directory that holds the checkpoint
             fresh = run_dir
             run_dir = find_checkpoint(cfg.resume).parent.parent
@@ -58,6 +58,9 @@ def main(dcfg: DictConfig) -> float | None:
         last = run(cfg, run_dir, resolved)
     except (ConfigError, ModelError, PlacementError, ResumeError, UnknownEnvironmentError) as e:
         print(f"evoforge: error: {e}", file=sys.stderr)
+        output = Path(HydraConfig.get().runtime.output_dir)
+        if output.is_dir() and all(f.name == "train.log" and f.stat().st_size == 0 for f in output.iterdir()):
+            shutil.rmtree(output)  # Hydra made it (and its empty log); nothing of a run was written
         sys.exit(1)
     return last.get("reward/mean")
 

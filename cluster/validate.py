@@ -29,6 +29,16 @@ def validate(cfg) -> None:
     local = samples // per_update
     _check(lc.micro_batch_size == 0 or local % lc.micro_batch_size == 0,
            f"learner.micro_batch_size={lc.micro_batch_size} must divide the {local} samples each rank gets per update")
+    _check(rc.weight_sync in ("auto", "object_store", "broadcast"),
+           f"rollout.weight_sync={rc.weight_sync!r}: use auto, object_store or broadcast")
+    if rc.colocate:
+        _check(rc.backend == "vllm", "rollout.colocate=true needs rollout.backend=vllm (it uses vLLM's sleep mode)")
+        _check(rc.gpus_per_worker > 0 and lc.gpus_per_rank > 0,
+               "rollout.colocate=true needs GPUs: set rollout.gpus_per_worker and learner.gpus_per_rank "
+               "(e.g. 0.5 each to share a GPU); vLLM's sleep mode frees GPU memory only")
+        _check(rc.weight_sync != "broadcast",
+               "rollout.colocate=true with rollout.weight_sync=broadcast: NCCL cannot connect two processes on "
+               "the same GPU; use weight_sync=object_store (or auto)")
     _check(cfg.steps >= 0, f"steps={cfg.steps}: must be >= 0")
     _check(cfg.env.num_executors >= 1 and cfg.env.workers_per_executor >= 1,
            "env.num_executors and env.workers_per_executor must be at least 1")

@@ -29,19 +29,30 @@ embedding would stay stale; it is re-packed explicitly. The prefix cache is
 reset after every load, since cached KV blocks were computed with the old
 weights.
 
+LoRA runs: with `lora_rank > 0` the engine serves the base model plus one LoRA
+adapter, and a sync carries only the adapter (`load_adapter`): its tensors are
+written as a PEFT folder in a private scratch directory and served through a
+`LoRARequest` whose id is the policy version; the previous adapter is removed.
+
 GPU: the same class runs on CUDA (the reload path is the same; no re-packing
-is needed there). Still to come for GPU: an NCCL broadcast group from learner
-rank 0 instead of the object-store buffer, and `llm.sleep()/wake_up()` to free
-the KV cache when colocated with the learner (both are no-ops on CPU).
+is needed there). Weights may arrive through the object store or an NCCL
+broadcast group (`actors.sync_group`); either way they end in `load_weights`.
+Colocated with a learner on the same GPU, `sleep()` offloads the weights and
+frees the KV cache while the learner trains and `wake_up()` brings them back
+(vLLM's sleep mode is CUDA-only).
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 
 import torch
 
 from actors.rollout.hf_backend import Sample
-from trainers.cuts import VLLM_CUTS_FQCN, snap_cuts_logprob, split_mixed, vllm_cuts_sampling_kwargs
+from actors.rollout.vllm_cuts import VLLM_CUTS_FQCN, snap_cuts_logprob, vllm_cuts_sampling_kwargs
+from trainers.cuts import split_mixed
 from trainers.models import load_tokenizer
 
 _CPU_ENV = {
@@ -119,9 +130,20 @@ def _check_cpu_head_dim(hf_config) -> None:
                          f"{head_dim} (for model=tiny: model.tiny_hidden / model.tiny_heads must be 32 or more)")
 
 
+_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+
+
+def _lora_args(rank: int) -> dict:
+    if rank <= 0:
+        return {}
+    if rank > _LORA_RANKS[-1]:
+        raise ValueError(f"learner.lora.rank={rank}: vLLM serves LoRA ranks up to {_LORA_RANKS[-1]}")
+    return {"enable_lora": True, "max_loras": 1, "max_lora_rank": next(r for r in _LORA_RANKS if r >= rank)}
+
+
 class VLLMBackend:
     def __init__(self, model_path: str, dtype: str = "float32", device: str = "cpu", max_model_len: int = 1024,
-                 gpu_memory_utilization: float = 0.5):
+                 gpu_memory_utilization: float = 0.5, lora_rank: int = 0, sleep_mode: bool = False):
         for key, value in {**_ENV, **(_CPU_ENV if device == "cpu" else {})}.items():
             os.environ.setdefault(key, value)
         from transformers import AutoConfig
@@ -136,6 +158,12 @@ class VLLMBackend:
             _check_cpu_head_dim(hf_config)
         # on GPU the rest of the card stays free for a colocated learner
         extra = {"gpu_memory_utilization": gpu_memory_utilization} if device != "cpu" else {}
+        if sleep_mode:
+            if device == "cpu":
+                raise ValueError("rollout.colocate needs GPUs: vLLM's sleep mode frees GPU memory only")
+            extra["enable_sleep_mode"] = True
+        extra.update(_lora_args(lora_rank))
+        self.lora_request, self._lora_dir = None, None
         # While the engine starts: vLLM drops torch to 1 thread unless OMP_NUM_THREADS is set (keep the
         # caller's count), and the CPU worker replaces torch.set_num_threads process-wide with a no-op.
         set_threads, omp = torch.set_num_threads, os.environ.get("OMP_NUM_THREADS")
@@ -174,6 +202,38 @@ class VLLMBackend:
         self.llm.collective_rpc(_reload, args=(weights, self.tied))
         self.llm.reset_prefix_cache()
 
+    def load_adapter(self, state: dict[str, torch.Tensor], adapter_config: dict, version: int) -> None:
+        """Serve a new LoRA adapter (PEFT names and config) from now on; the previous one is removed."""
+        from safetensors.torch import save_file
+        from vllm.lora.request import LoRARequest
+
+        if not self.llm.llm_engine.vllm_config.lora_config:
+            raise ValueError("this engine was started without LoRA (lora_rank=0); it cannot load an adapter")
+        if self._lora_dir is None:
+            self._lora_dir = tempfile.mkdtemp(prefix="evoforge-lora-")
+        folder = os.path.join(self._lora_dir, f"v{version}")
+        os.makedirs(folder)
+        save_file({k: v.contiguous() for k, v in state.items()}, os.path.join(folder, "adapter_model.safetensors"))
+        with open(os.path.join(folder, "adapter_config.json"), "w") as f:
+            json.dump(adapter_config, f)
+        old, self.lora_request = self.lora_request, LoRARequest(f"policy-v{version}", version, folder)
+        if old is not None:
+            self.llm.llm_engine.remove_lora(old.lora_int_id)
+            shutil.rmtree(old.lora_path, ignore_errors=True)
+        self.llm.reset_prefix_cache()
+
+    def sleep(self) -> None:
+        """Offload weights to host memory and drop the KV cache (GPU only), while a colocated learner trains."""
+        self.llm.sleep(level=1)
+
+    def wake_up(self) -> None:
+        self.llm.wake_up()
+        self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        if self._lora_dir:
+            shutil.rmtree(self._lora_dir, ignore_errors=True)
+
     def generate(self, prompts: list[list[int]], sampling, seed: int) -> list[list[Sample]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -202,7 +262,8 @@ class VLLMBackend:
         params = [make_params(i, j, n, c) for i in range(len(prompts)) for j, (n, c) in enumerate(parts)]
         requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts for _ in range(copies)]
         results: list[list[Sample]] = [[] for _ in prompts]
-        for r, out in enumerate(self.llm.generate(requests, params, use_tqdm=False)):
+        outputs = self.llm.generate(requests, params, use_tqdm=False, lora_request=self.lora_request)
+        for r, out in enumerate(outputs):
             for c in sorted(out.outputs, key=lambda c: c.index):
                 ids = list(c.token_ids)
                 lps = [step[t].logprob for t, step in zip(ids, c.logprobs)]

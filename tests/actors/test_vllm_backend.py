@@ -207,3 +207,43 @@ def test_tied_embeddings_smollm2(monkeypatch):
     fixed = backend.named_parameters()
     assert torch.equal(fixed["lm_head.weight"], state["model.embed_tokens.weight"])
     assert [g[0].response_ids for g in _greedy(backend, prompts)] == expected
+
+
+def _peft_model(tiny_path, seed):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(load_causal_lm(tiny_path), LoraConfig(
+        r=4, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"))
+    torch.manual_seed(seed)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero: give the adapter an effect
+            p.data.normal_(0, 0.5)
+    return model.eval()
+
+
+def test_lora_adapter_sync(engine, tiny_path):
+    """LoRA runs send only the adapter; the engine then generates as the learner's PEFT model does."""
+    from peft import get_peft_model_state_dict
+
+    from actors.learner_worker import _adapter_config
+    from actors.rollout.hf_backend import HFBackend as Reference
+
+    with pytest.raises(ValueError, match="without LoRA"):
+        engine.load_adapter({}, {}, 1)  # the module's engine was started without LoRA
+    lora_engine = VLLMBackend(tiny_path, lora_rank=4)
+    base = [g[0].response_ids for g in _greedy(lora_engine, PROMPTS)]
+    for version, seed in ((1, 0), (2, 1)):
+        peft = _peft_model(tiny_path, seed)
+        state = get_peft_model_state_dict(peft)
+        assert state and all("lora_" in k for k in state)  # the adapter only
+        lora_engine.load_adapter(state, _adapter_config(peft), version)
+        reference = Reference(tiny_path)
+        reference.model = peft.merge_and_unload()
+        got, want = _greedy(lora_engine, PROMPTS), _greedy(reference, PROMPTS)
+        assert [g[0].response_ids for g in got] == [g[0].response_ids for g in want]
+        assert [g[0].response_ids for g in got] != base
+        for a, b in zip(got, want):
+            assert a[0].logprobs == pytest.approx(b[0].logprobs, abs=1e-4)
+        assert lora_engine.llm.llm_engine.list_loras() == {version}  # the previous adapter is gone
+    lora_engine.close()
+

@@ -1,4 +1,6 @@
 """The command line: help, one-line errors, config validation before anything starts."""
+import pytest
+
 from tests.conftest import evoforge
 
 
@@ -32,6 +34,19 @@ def test_cross_key_validation(tmp_path):
     proc = evoforge("train", f"run_dir={tmp_path / 'r'}", "algorithm.prompts_per_step=3", "rollout.sampling.n=3")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "learner.world_size" in proc.stderr and "9 samples" in proc.stderr
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["rollout.weight_sync=nccl"], "rollout.weight_sync='nccl': use auto, object_store or broadcast"),
+    (["rollout.colocate=true"], "rollout.colocate=true needs rollout.backend=vllm"),
+    (["rollout.colocate=true", "rollout.backend=vllm"], "rollout.colocate=true needs GPUs"),
+    (["rollout.colocate=true", "rollout.backend=vllm", "rollout.gpus_per_worker=0.5", "learner.gpus_per_rank=0.5",
+      "rollout.weight_sync=broadcast"], "NCCL cannot connect two processes on the same GPU"),
+])
+def test_weight_sync_and_colocate_validation(tmp_path, overrides, message):
+    proc = evoforge("train", f"run_dir={tmp_path / 'r'}", *overrides)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_unknown_environment_and_model(tmp_path):

@@ -6,14 +6,14 @@ import ray
 import torch
 
 from actors.weights import pack_state_dict
-from cluster.config import ModelConfig, RolloutConfig, SamplingConfig
+from cluster.config import LearnerConfig, ModelConfig, RolloutConfig, SamplingConfig
 from cluster.rollout_pool import RolloutPool
 from trainers.models import load_causal_lm
 
 
 def pool(tiny_model_path, workers=2):
     cfg = SimpleNamespace(rollout=RolloutConfig(num_workers=workers, cpus_per_worker=0.5, threads=1),
-                          model=ModelConfig())
+                          model=ModelConfig(), learner=LearnerConfig())
     return RolloutPool(cfg, tiny_model_path, "PACK")
 
 

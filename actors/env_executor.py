@@ -42,6 +42,12 @@ class EnvExecutor:
         self.verdicts.update(r["verdict"] for r in results)
         return results
 
+    def check(self, env_id: str, source: str, check_cfg) -> list[dict]:
+        """Admission gates L1-L3 (envs.gates) for a candidate source, run against this executor's sandboxes."""
+        from envs.gates import check_environment
+
+        return [asdict(r) for r in check_environment(source, self.pool, check_cfg, env_id)]
+
     def stats(self) -> dict:
         return {"executions": self.executions, "busy_s": self.busy_s, "verdicts": dict(self.verdicts),
                 **self.pool.stats()}

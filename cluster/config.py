@@ -131,6 +131,45 @@ class EnvConfig:
 
 
 @dataclass
+class SelfPlayConfig:
+    """EvoEnv self-play: the policy writes environments; admitted ones join the library it trains on."""
+    enabled: bool = False
+    generator_every: int = 3  # one generator step after every k solver steps
+    proposals: int = 4  # generator prompts per generator step
+    samples_per_proposal: int = 2  # responses per generator prompt (its GRPO group)
+    examples: int = 2  # library environments shown in a generator prompt
+    example_chars: int = 1200  # each example's source is cut to about this many characters
+    max_new_tokens: int = 768  # generator response budget
+    temperature: float = 1.0
+    reward: str = "learnability"  # learnability: 1 - p (Absolute Zero) | min: min(p, 1 - p) (R-Zero)
+    partial_credit: float = 0.0  # reward per gate passed for proposals that fail a gate (0 = off)
+    # L4 semantic self-review by: policy (the model being trained) | judge (judge_model in its own worker) |
+    # fixed_yes (a stand-in reviewer that always answers "yes", for tests and scripted runs)
+    review: str = "policy"
+    judge_model: Optional[str] = None
+    review_max_new_tokens: int = 8
+    gate_seeds: int = 4  # L2: instances per difficulty
+    gate_difficulties: list[int] = field(default_factory=lambda: [1, 2, 3])
+    gate_bound: float = 0.05  # L3: highest mean score an empty/constant/random answer may get
+    calibration_instances: int = 8  # L5: N instances x n rollouts
+    calibration_rollouts: int = 4
+    band: list[float] = field(default_factory=lambda: [0.2, 0.8])  # L5: admitted solver pass rates
+    difficulties: list[int] = field(default_factory=lambda: [1, 2, 3, 5, 8])  # knob values L5 searches
+    code_threshold: float = 0.6  # novelty: code similarity (normalised AST shingles) that counts as a copy
+    prompt_threshold: float = 0.4  # novelty: prompt-text similarity that counts as a copy
+    retire_window: int = 3  # solver steps of usage a retirement decision looks at
+    retire_above: Optional[float] = None  # retire when recent p is above this (default: band[1])
+    min_active: int = 2  # never retire below this many active environments
+    seed_library: bool = True  # start the library from the ten seed environments
+    library: Optional[str] = None  # also seed it from another run's library (a run dir or its library/)
+    # Stand-in for tests and scripted runs: environment source files used as the generator's responses
+    # (in order, cycling) instead of sampling the policy; every gate still runs on them.
+    fixed_proposals: list[str] = field(default_factory=list)
+    heldout: list[str] = field(default_factory=list)  # Reasoning Gym tasks measured before and after
+    heldout_instances: int = 16
+
+
+@dataclass
 class ClusterConfig:
     address: Optional[str] = None  # None: embedded local cluster; "auto" or host:port joins one
     num_cpus: Optional[int] = 4  # logical CPUs of the embedded cluster (accounting, not cores)
@@ -162,6 +201,7 @@ class TrainConfig:
     algorithm: AlgorithmConfig = MISSING
     env: EnvConfig = MISSING
     cluster: ClusterConfig = MISSING
+    selfplay: SelfPlayConfig = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
     steps: int = 20
@@ -178,6 +218,7 @@ GROUPS: dict[str, type] = {
     "algorithm": AlgorithmConfig,
     "env": EnvConfig,
     "cluster": ClusterConfig,
+    "selfplay": SelfPlayConfig,
 }
 
 

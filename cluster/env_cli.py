@@ -10,7 +10,11 @@ from pathlib import Path
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evoforge env", description="Environment tools.")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the available environments")
+    lst = sub.add_parser("list", help="list the available environments, or a run's environment library")
+    lst.add_argument("--run", help="a self-play run directory (or a library folder): list its library")
+    show = sub.add_parser("show", help="print a library environment's source and history")
+    show.add_argument("name")
+    show.add_argument("--run", required=True, help="a self-play run directory (or a library folder)")
     check = sub.add_parser("check", help="run the static admission gates (L1-L3) on an environment file")
     check.add_argument("path", help="an environment .py file")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -20,6 +24,52 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--wall-s", type=float, default=5.0, help="wall-clock limit per sandboxed call")
     check.add_argument("--bound", type=float, default=0.05, help="L3: highest mean score for probe answers")
     return p
+
+
+def _library(run: str):
+    from envs.library import Library
+
+    folder = Path(run)
+    if (folder / "library").is_dir():
+        folder = folder / "library"
+    return Library.load(folder)
+
+
+def _list_library(run: str) -> int:
+    from envs.library import recent_pass_rate
+
+    lib = _library(run)
+    print(f"library {lib.folder} (version {lib.version}): {len(lib.all())} environments, "
+          f"{len(lib.active())} active")
+    print(f"{'name':30s} {'kind':9s} {'status':8s} {'admitted':>8s} {'difficulty':>10s} {'calib p':>7s} "
+          f"{'recent p':>8s} {'uses':>5s}  lineage")
+    for e in lib.all():
+        p = recent_pass_rate(e, 5)
+        calib = e.calibration.get("p")
+        print(f"{e.name:30s} {e.kind:9s} {e.status:8s} {e.admitted_step:8d} "
+              f"{str(e.calibration.get('difficulty', '-')):>10s} {'-' if calib is None else f'{calib:.2f}':>7s} "
+              f"{'-' if p is None else f'{p:.2f}':>8s} {len(e.usage):5d}  {', '.join(e.lineage) or '-'}")
+    return 0
+
+
+def _show(name: str, run: str) -> int:
+    lib = _library(run)
+    if name not in lib:
+        names = ", ".join(e.name for e in lib.all())
+        print(f"evoforge env show: no environment {name!r} in {lib.folder}; it holds: {names}", file=sys.stderr)
+        return 2
+    e = lib.get(name)
+    print(f"# {e.name} ({e.kind}, {e.status}; admitted at step {e.admitted_step}"
+          f"{'' if e.retired_step is None else f', retired at step {e.retired_step}'})")
+    print(f"# lineage: {', '.join(e.lineage) or '-'}")
+    for g in e.gates:
+        print(f"# gate {g['gate']}: {'PASS' if g['passed'] else 'FAIL'} {g['reason']}")
+    if e.calibration:
+        print(f"# calibration: {json.dumps(e.calibration, sort_keys=True)}")
+    for u in e.usage:
+        print(f"# used at step {u['step']}: pass rate {u['pass_rate']:.3f} over {u['count']} rollouts")
+    print(e.source.rstrip())
+    return 0
 
 
 def _list() -> int:
@@ -71,4 +121,14 @@ def main(argv: list[str]) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # argparse: usage errors exit 2, --help exits 0
         return int(e.code or 0)
-    return _list() if args.command == "list" else _check(args)
+    from envs.library import LibraryError
+
+    try:
+        if args.command == "list":
+            return _list_library(args.run) if args.run else _list()
+        if args.command == "show":
+            return _show(args.name, args.run)
+    except LibraryError as e:
+        print(f"evoforge env {args.command}: {e}", file=sys.stderr)
+        return 2
+    return _check(args)

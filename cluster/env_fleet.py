@@ -57,30 +57,60 @@ class EnvFleet:
                     raise
                 self._replace(i)
 
-    def sample(self, seeds: list[int], difficulty: int) -> list[dict]:
-        return self._call(0, "sample", self.name, seeds, difficulty)
+    # -- several environments (self-play's library) ------------------------------
+    def load(self, env_id: str, source: str) -> None:
+        """Load an environment on every executor (and on any replacement later)."""
+        ray.get([e.load.remote(env_id, source) for e in self.executors])
+        self.sources[env_id] = source
 
-    def score(self, items: list[dict]) -> tuple[list[float], dict]:
-        """Scores in item order, plus metrics: verdict counts, executions/s, queue depth."""
+    def check(self, candidates: list[tuple[str, str]], check_cfg) -> list[list[dict]]:
+        """Admission gates L1-L3 for (env_id, source) candidates, spread over the executors.
+        Returns each candidate's gate results (dicts), in order; a candidate that passes stays loaded on
+        the executor that checked it only (call `load` to admit it everywhere)."""
+        k = len(self.executors)
+        refs = [self.executors[j % k].check.remote(env_id, source, check_cfg)
+                for j, (env_id, source) in enumerate(candidates)]
+        out = []
+        for j, ref in enumerate(refs):
+            try:
+                out.append(ray.get(ref))
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+                self._replace(j % k)
+                out.append([{"gate": "L1", "passed": False, "reason": f"the executor checking it died: {e}",
+                             "details": {}}])
+        return out
+
+    def sample(self, seeds: list[int], difficulty: int, env_id: str | None = None) -> list[dict]:
+        return self._call(0, "sample", env_id or self.name, seeds, difficulty)
+
+    def score(self, items: list[dict], env_id: str | None = None) -> tuple[list[float], dict]:
+        """Scores in item order, plus metrics: verdict counts, executions/s, queue depth.
+        Each item is scored by `env_id`, or by its own "env" key (items of several environments)."""
         start = time.perf_counter()
         k, cap = len(self.executors), max(1, self.ec.max_in_flight)
-        chunks = [(c, items[c:c + cap]) for c in range(0, len(items), cap)]
+        by_env: dict[str, list[int]] = {}
+        for n, item in enumerate(items):
+            by_env.setdefault(item.get("env") or env_id or self.name, []).append(n)
+        chunks = [(env, idx[c:c + cap]) for env, idx in by_env.items() for c in range(0, len(idx), cap)]
         results: list[dict | None] = [None] * len(items)
         pending, queue_depth = {}, 0
         while chunks or pending:
             busy = {i for i, _, _ in pending.values()}
             for i in range(k):  # admission: one chunk of <= cap items in flight per executor
                 if i not in busy and chunks:
-                    offset, chunk = chunks.pop(0)
-                    pending[self.executors[i].score.remote(self.name, chunk)] = (i, offset, chunk)
+                    env, idx = chunks.pop(0)
+                    chunk = [{"data": items[n]["data"], "response": items[n]["response"]} for n in idx]
+                    pending[self.executors[i].score.remote(env, chunk)] = (i, env, idx)
             queue_depth = max(queue_depth, sum(len(c) for _, c in chunks))
             done, _ = ray.wait(list(pending), num_returns=1)
-            i, offset, chunk = pending.pop(done[0])
+            i, env, idx = pending.pop(done[0])
             try:
                 out = ray.get(done[0])
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
-                out = self._retry(i, chunk, e)
-            results[offset:offset + len(chunk)] = out
+                out = self._retry(i, env, [{"data": items[n]["data"], "response": items[n]["response"]}
+                                           for n in idx], e)
+            for n, r in zip(idx, out):
+                results[n] = r
         verdicts = Counter(r["verdict"] for r in results)
         self.verdicts.update(verdicts)
         seconds = time.perf_counter() - start
@@ -89,10 +119,10 @@ class EnvFleet:
                         "env/executors_replaced": self.replaced})
         return [r["score"] for r in results], metrics
 
-    def _retry(self, i: int, chunk: list[dict], error: Exception) -> list[dict]:
+    def _retry(self, i: int, env: str, chunk: list[dict], error: Exception) -> list[dict]:
         try:
             self._replace(i)
-            return self._call(i, "score", self.name, chunk)
+            return self._call(i, "score", env, chunk)
         except Exception as e:  # reported, never lost
             why = f"executor {i} died and its replacement failed: {e or error}"
             return [{"score": 0.0, "verdict": "crashed", "error": why} for _ in chunk]

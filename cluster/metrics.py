@@ -55,11 +55,23 @@ class Progress:
         if self.bar is not None:
             info = (f"reward {row['reward/mean']:.3f}  loss {row['loss']:+.4f}  "
                     f"{row['rollout/tokens_per_s']:.0f} tok/s  {row['timing/step']:.2f} s/step")
+            if "selfplay/library_size" in row:  # self-play: the episode, the gate funnel and the library
+                info = f"{row.get('episode', '')[:3]}  " + info + "  " + _selfplay_info(row)
             self.bar.update(self.task, completed=row["step"] + 1, info=info)
         else:
+            extra = f" {row.get('episode', '')} {_selfplay_info(row)}" if "selfplay/library_size" in row else ""
             print(f"step {row['step']}: reward {row['reward/mean']:.3f} loss {row['loss']:+.4f} "
-                  f"{row['timing/step']:.2f}s", flush=True)
+                  f"{row['timing/step']:.2f}s{extra}", flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _selfplay_info(row: dict) -> str:
+    text = f"library {row['selfplay/active']}/{row['selfplay/library_size']} active"
+    if "selfplay/proposals" in row:
+        funnel = "/".join(str(row.get(f"selfplay/gate/{g}/passed", 0)) for g in ("parse", "L1", "L2", "L3",
+                                                                               "novelty", "L4", "L5"))
+        text += f"  proposals {row['selfplay/proposals']} -> gates {funnel} -> admitted {row['selfplay/admitted']}"
+    return text

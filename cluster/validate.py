@@ -39,6 +39,26 @@ def validate(cfg) -> None:
         _check(rc.weight_sync != "broadcast",
                "rollout.colocate=true with rollout.weight_sync=broadcast: NCCL cannot connect two processes on "
                "the same GPU; use weight_sync=object_store (or auto)")
+    sp = cfg.selfplay
+    if sp.enabled:
+        _check(sp.reward in ("learnability", "min"), f"selfplay.reward={sp.reward!r}: use learnability or min")
+        _check(sp.review in ("policy", "judge", "fixed_yes"),
+               f"selfplay.review={sp.review!r}: use policy, judge or fixed_yes")
+        _check(sp.review != "judge" or bool(sp.judge_model), "selfplay.review=judge needs selfplay.judge_model")
+        _check(len(sp.band) == 2 and 0.0 <= sp.band[0] <= sp.band[1] <= 1.0,
+               f"selfplay.band={list(sp.band)}: two pass rates low <= high in [0, 1]")
+        _check(sp.generator_every >= 1 and sp.proposals >= 1 and sp.samples_per_proposal >= 1,
+               "selfplay.generator_every, selfplay.proposals and selfplay.samples_per_proposal must be at least 1")
+        _check(bool(sp.difficulties) and bool(sp.gate_difficulties),
+               "selfplay.difficulties and selfplay.gate_difficulties must not be empty")
+        gen = sp.proposals * sp.samples_per_proposal
+        _check(gen % per_update == 0,
+               f"selfplay.proposals * selfplay.samples_per_proposal = {gen} generator samples must split evenly "
+               f"over learner.world_size * algorithm.updates_per_step = {per_update}")
+        _check(gen <= samples and (lc.micro_batch_size == 0 or gen == samples),
+               f"selfplay: {gen} generator samples per step must be at most the {samples} solver samples "
+               "(equal to them when learner.micro_batch_size is set), so both fit the learner's batch layout")
+        _check(cfg.env.kind == "file", "selfplay trains on its own environment library: env.kind must be 'file'")
     _check(cfg.steps >= 0, f"steps={cfg.steps}: must be >= 0")
     _check(cfg.env.num_executors >= 1 and cfg.env.workers_per_executor >= 1,
            "env.num_executors and env.workers_per_executor must be at least 1")

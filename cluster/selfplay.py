@@ -1,0 +1,294 @@
+"""EvoEnv self-play: the policy proposes environments, the gates admit some, the solver trains on the library.
+
+Generator episode (one step):
+    prompts  <- one or two library environments as examples per prompt
+    proposals <- the policy's responses (n per prompt: a GRPO group)
+    for each proposal, cheap gates first, each recorded with verdict and reason:
+        parse    one Python source file in the response ("no code" otherwise)
+        (duplicates inside the batch collapse onto the first)
+        L1-L3    load in the sandbox, self-consistency, not gameable   (EnvExecutor actors)
+        novelty  code and prompt similarity to every library environment
+        L4       semantic self-review: the policy (or a judge) says yes/no
+        L5       solver pass rate p in the band, searching the difficulty knob
+    reward   0 if a gate failed (optional partial credit per gate passed), else 1 - p or min(p, 1 - p)
+    admitted proposals join the library with lineage, gate reports and calibration
+
+Solver episode: prompts sampled from the active library, weighted toward p near 0.5; usage recorded
+per environment; environments above the band over a window retire (they stay in the library).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from envs.gates import CheckConfig, GateResult
+from envs.library import Library, LibraryEntry, mastered, sampling_weights
+from envs.novelty import NoveltyConfig, check_novelty, collapse_duplicates
+from envs.proposal import extract_source, generator_prompt, parse_yes_no, self_review_prompt
+from envs.registry import seed_environments
+from trainers.models import encode_prompt
+
+GATES = ["parse", "L1", "L2", "L3", "novelty", "L4", "L5"]
+LIBRARY_DIR = "library"
+
+
+@dataclass
+class Proposal:
+    group: int  # the generator prompt it answers
+    lineage: list[str]  # library environments shown in that prompt
+    text: str
+    source: str | None = None
+    env_id: str = ""
+    name: str = ""
+    gates: list[dict] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)  # instance prompts (novelty, library)
+    calibration: dict = field(default_factory=dict)
+    reward: float = 0.0
+    admitted_as: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return all(g["passed"] for g in self.gates)
+
+    def record(self, result: GateResult | dict) -> None:
+        self.gates.append(asdict(result) if isinstance(result, GateResult) else result)
+
+
+class EvoEnv:
+    """Owns the library; runs generator episodes and picks solver instances. Holds no model itself:
+    generation goes through the rollout pool (and an optional judge), sandboxed work through the fleet."""
+
+    def __init__(self, cfg, run_dir: Path, fleet, rollout, tokenizer, resume_from: Path | None):
+        self.cfg, self.sp, self.fleet, self.rollout, self.tokenizer = cfg, cfg.selfplay, fleet, rollout, tokenizer
+        folder = run_dir / LIBRARY_DIR
+        if resume_from is not None:  # the library as it was at the checkpoint
+            self.library = Library.load(resume_from / LIBRARY_DIR).copy_to(folder)
+        else:
+            self.library = Library(folder, overwrite=True)
+            if self.sp.seed_library:
+                self.library.seed_from_builtin(seed_environments())
+            if self.sp.library:
+                other = Path(self.sp.library)
+                self.library.seed_from(other / LIBRARY_DIR if (other / LIBRARY_DIR).is_dir() else other)
+        if not self.library.active():
+            raise ValueError("selfplay: the environment library is empty (selfplay.seed_library=false and no "
+                             "selfplay.library to start from)")
+        for entry in self.library.active():
+            self.fleet.load(entry.name, entry.source)
+        self.judge = None
+        if self.sp.review == "judge":
+            from cluster.judge import start_judge
+
+            self.judge = start_judge(cfg, self.sp.judge_model)
+        self.retire_above = self.sp.retire_above if self.sp.retire_above is not None else self.sp.band[1]
+        self.fixed = [Path(p).read_text(encoding="utf-8") for p in self.sp.fixed_proposals]
+
+    # -- schedule ------------------------------------------------------------------
+    def is_generator_step(self, step: int) -> bool:
+        """k solver steps, then one generator step."""
+        k = self.sp.generator_every
+        return step % (k + 1) == k
+
+    # -- solver ---------------------------------------------------------------------
+    def solver_instances(self, step: int, seeds: list[int]) -> list[dict]:
+        """One instance per seed, each from an active environment drawn with weights toward p near 0.5."""
+        active = self.library.active()
+        weights = sampling_weights(active, self.sp.retire_window)
+        rng = random.Random(seeds[0] if seeds else step)
+        chosen = rng.choices(active, weights=weights, k=len(seeds))
+        by_env: dict[str, list[int]] = {}
+        for i, entry in enumerate(chosen):
+            by_env.setdefault(entry.name, []).append(i)
+        out: list[dict | None] = [None] * len(seeds)
+        for name, idx in by_env.items():
+            entry = self.library.get(name)
+            difficulty = int(entry.calibration.get("difficulty", self.cfg.env.difficulty))
+            for i, inst in zip(idx, self.fleet.sample([seeds[i] for i in idx], difficulty, env_id=name)):
+                out[i] = {**inst, "env": name}
+        return out
+
+    def record_solver(self, step: int, envs: list[str], rewards: list[float]) -> dict:
+        """Usage per environment, retirement of mastered ones; returns metrics."""
+        per_env: dict[str, list[float]] = {}
+        for env, r in zip(envs, rewards):
+            per_env.setdefault(env, []).append(r)
+        metrics = {}
+        for env, rs in per_env.items():
+            p = sum(rs) / len(rs)
+            self.library.record_usage(env, step, p, len(rs))
+            metrics[f"solver/reward/{env}"] = p
+        retired = 0
+        for entry in self.library.active():
+            if len(self.library.active()) <= self.sp.min_active:
+                break
+            if mastered(entry, self.retire_above, self.sp.retire_window, min_count=1):
+                self.library.retire(entry.name, step)
+                retired += 1
+        return {**metrics, "selfplay/retired_now": retired, **self.library_metrics()}
+
+    def library_metrics(self) -> dict:
+        entries = self.library.all()
+        return {"selfplay/library_size": len(entries), "selfplay/active": sum(e.status == "active" for e in entries),
+                "selfplay/retired": sum(e.status == "retired" for e in entries),
+                "selfplay/generated": sum(e.kind == "generated" for e in entries)}
+
+    # -- generator ------------------------------------------------------------------
+    def generator_prompts(self, step: int) -> tuple[list[str], list[list[str]]]:
+        rng = random.Random(self.cfg.seed * 1_000_003 + step * 7)
+        active = self.library.active()
+        texts, lineages = [], []
+        for _ in range(self.sp.proposals):
+            examples = rng.sample(active, min(self.sp.examples, len(active)))
+            lineages.append([e.name for e in examples])
+            texts.append(generator_prompt([(e.name, e.source) for e in examples], max_chars=self.sp.example_chars))
+        return texts, lineages
+
+    def generator_sampling(self):
+        return replace(self.cfg.rollout.sampling, n=self.sp.samples_per_proposal, max_new_tokens=self.sp.max_new_tokens,
+                       temperature=self.sp.temperature, cuts_fraction=0.0, stop=[])
+
+    def fixed_response(self, k: int) -> str:
+        """The k-th scripted proposal (stand-in for the policy's response), as a fenced source file."""
+        return f"```python\n{self.fixed[k % len(self.fixed)].rstrip()}\n```"
+
+    def judge_proposals(self, step: int, proposals: list[Proposal]) -> dict:
+        """Run every gate in order (cheap first), admit survivors, set rewards; returns metrics."""
+        for p in proposals:
+            p.source = extract_source(p.text)
+            p.record(GateResult("parse", p.source is not None,
+                                "one Python source file" if p.source is not None else "no code"))
+        novelty_cfg = NoveltyConfig(code_threshold=self.sp.code_threshold, prompt_threshold=self.sp.prompt_threshold)
+        parsed = [p for p in proposals if p.alive]
+        kept, duplicate_of = collapse_duplicates([p.source for p in parsed], novelty_cfg)
+        for j, first in duplicate_of.items():
+            parsed[j].record(GateResult("novelty", False, f"duplicate of proposal #{proposals.index(parsed[first])} "
+                                                          "in this batch"))
+        survivors = [parsed[j] for j in kept]
+        self._static_gates(step, survivors)
+        self._novelty(novelty_cfg, [p for p in survivors if p.alive])
+        self._review([p for p in survivors if p.alive], step)
+        self._calibrate([p for p in survivors if p.alive], step)
+        for p in proposals:
+            self._reward(p)
+            if p.alive and len(p.gates) == len(GATES):
+                self._admit(p, step)
+        return self.generator_metrics(proposals)
+
+    def _static_gates(self, step: int, proposals: list[Proposal]) -> None:
+        check = CheckConfig(seeds_per_difficulty=self.sp.gate_seeds, difficulties=list(self.sp.gate_difficulties),
+                            bound=self.sp.gate_bound, extra_imports=list(self.cfg.env.sandbox.extra_imports))
+        for j, p in enumerate(proposals):
+            p.env_id = f"candidate_s{step}_{j}"
+        results = self.fleet.check([(p.env_id, p.source) for p in proposals], check)
+        for p, gates in zip(proposals, results):
+            for g in gates:
+                p.record(g)
+            if p.alive:  # loaded on every executor for the gates that sample and score it
+                info = gates[0].get("details", {}).get("info", {})
+                p.name = str(info.get("name") or "env")
+                self.fleet.load(p.env_id, p.source)
+                inst = self.fleet.sample([11, 12, 13], self.sp.gate_difficulties[0], env_id=p.env_id)
+                p.prompts = [i["prompt"] for i in inst]
+
+    def _novelty(self, cfg: NoveltyConfig, proposals: list[Proposal]) -> None:
+        library = self.library.all()
+        for p in proposals:
+            p.record(check_novelty(p.source, p.prompts, library, cfg))
+
+    def _review(self, proposals: list[Proposal], step: int) -> None:
+        """L4: does the prompt ask exactly what the oracle computes? A strict yes/no."""
+        if not proposals:
+            return
+        d = self.sp.gate_difficulties[0]
+        questions = []
+        for p in proposals:
+            inst = self.fleet.sample([step * 101 + 7], d, env_id=p.env_id)[0]
+            questions.append(self_review_prompt(p.source, inst["prompt"], inst["reference"],
+                                                max_chars=self.sp.example_chars * 2))
+        answers = self._ask(questions, step)
+        for p, answer in zip(proposals, answers):
+            verdict = parse_yes_no(answer)
+            reason = {True: "the reviewer answered yes", False: "the reviewer answered no",
+                      None: f"no strict yes/no in the review: {answer.strip()[:80]!r}"}[verdict]
+            p.record(GateResult("L4", verdict is True, f"{reason} ({self.sp.review})", {"answer": answer[:500]}))
+
+    def _ask(self, questions: list[str], step: int) -> list[str]:
+        if self.sp.review == "fixed_yes":  # stand-in reviewer (tests, scripted runs)
+            return ["yes"] * len(questions)
+        sampling = replace(self.cfg.rollout.sampling, n=1, temperature=0.0, cuts_fraction=0.0,
+                           max_new_tokens=self.sp.review_max_new_tokens, stop=[])
+        prompts = [encode_prompt(self.tokenizer, q, self.cfg.model.chat_template) for q in questions]
+        if self.judge is not None:
+            return self.judge.ask(questions, sampling)
+        out = self.rollout.generate(prompts, sampling, seed=self.cfg.seed * 7919 + step)
+        return [g[0].text for g in out["samples"]]
+
+    def _calibrate(self, proposals: list[Proposal], step: int) -> None:
+        """L5: search the difficulty knob for a solver pass rate inside the band."""
+        low, high = self.sp.band
+        levels = sorted(self.sp.difficulties)
+        for p in proposals:
+            tried: dict[int, float] = {}
+            i = 0
+            while True:
+                d = levels[i]
+                tried[d] = self.pass_rate(p.env_id, d, step)
+                rate = tried[d]
+                if low <= rate <= high:
+                    p.calibration = {"difficulty": d, "p": rate, "instances": self.sp.calibration_instances,
+                                     "rollouts": self.sp.calibration_rollouts, "tried": tried}
+                    p.record(GateResult("L5", True, f"pass rate {rate:.2f} at difficulty {d} is inside "
+                                                    f"[{low}, {high}]", {"tried": tried}))
+                    break
+                step_dir = 1 if rate > high else -1
+                if 0 <= i + step_dir < len(levels) and levels[i + step_dir] not in tried:
+                    i += step_dir
+                    continue
+                why = "too easy" if rate > high else "too hard"
+                p.calibration = {"tried": tried}
+                p.record(GateResult("L5", False, f"{why}: pass rates {_fmt(tried)} by difficulty, none inside "
+                                                 f"[{low}, {high}]", {"tried": tried}))
+                break
+
+    def pass_rate(self, env_id: str, difficulty: int, step: int) -> float:
+        """Mean solver score over N instances x n rollouts at one difficulty."""
+        seeds = [step * 1009 + difficulty * 97 + i for i in range(self.sp.calibration_instances)]
+        instances = self.fleet.sample(seeds, difficulty, env_id=env_id)
+        prompts = [encode_prompt(self.tokenizer, i["prompt"], self.cfg.model.chat_template) for i in instances]
+        sampling = replace(self.cfg.rollout.sampling, n=self.sp.calibration_rollouts, cuts_fraction=0.0)
+        out = self.rollout.generate(prompts, sampling, seed=self.cfg.seed * 31 + step * 7 + difficulty)
+        items = [{"data": inst["data"], "response": s.text} for inst, g in zip(instances, out["samples"]) for s in g]
+        scores, _ = self.fleet.score(items, env_id=env_id)
+        return sum(scores) / max(len(scores), 1)
+
+    def _reward(self, p: Proposal) -> None:
+        if p.alive and len(p.gates) == len(GATES):
+            rate = p.calibration["p"]
+            p.reward = 1.0 - rate if self.sp.reward == "learnability" else min(rate, 1.0 - rate)
+        else:
+            passed = sum(g["passed"] for g in p.gates)
+            p.reward = self.sp.partial_credit * passed
+
+    def _admit(self, p: Proposal, step: int) -> None:
+        entry = self.library.add(LibraryEntry(
+            name=p.name, source=p.source, kind="generated", lineage=p.lineage, gates=p.gates,
+            calibration=p.calibration, admitted_step=step, prompts=p.prompts))
+        p.admitted_as = entry.name
+        self.fleet.load(entry.name, entry.source)
+
+    def generator_metrics(self, proposals: list[Proposal]) -> dict:
+        m = {"selfplay/proposals": len(proposals),
+             "selfplay/admitted": sum(p.admitted_as is not None for p in proposals),
+             "selfplay/generator_reward": sum(p.reward for p in proposals) / max(len(proposals), 1)}
+        for gate in GATES:
+            m[f"selfplay/gate/{gate}/passed"] = sum(
+                any(g["gate"] == gate and g["passed"] for g in p.gates) for p in proposals)
+        return {**m, **self.library_metrics()}
+
+    def save(self, folder: Path) -> None:
+        self.library.copy_to(folder / LIBRARY_DIR)
+
+
+def _fmt(tried: dict[int, float]) -> str:
+    return ", ".join(f"{d}: {r:.2f}" for d, r in sorted(tried.items()))

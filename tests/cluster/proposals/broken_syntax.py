@@ -1,0 +1,3 @@
+class Broken:
+    def sample(self, rng, difficulty:
+        return {}

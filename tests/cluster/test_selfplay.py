@@ -1,0 +1,109 @@
+"""EvoEnv self-play end to end on the real stack (embedded Ray cluster, sandboxed executors, two DeepSpeed
+ranks, the tiny model).
+
+The tiny model cannot write an environment, so the scripted run stands its proposals in with a fixed
+list of environment files (`selfplay.fixed_proposals`: every gate still runs on them) and its L4 reviewer
+with one that always answers yes (`selfplay.review=fixed_yes`). The tiny model solves nothing, so the L5
+band is widened to admit p = 0.
+"""
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from envs.registry import seed_environments
+from tests.cluster.test_e2e import metrics, train
+from tests.conftest import evoforge
+
+pytestmark = pytest.mark.e2e
+PROPOSALS = Path(__file__).resolve().parent / "proposals"
+GATES = ["parse", "L1", "L2", "L3", "novelty", "L4", "L5"]
+
+
+def knapsack_copy(folder: Path) -> Path:
+    """The knapsack seed with its docstring dropped and identifiers renamed."""
+    tree = ast.parse(seed_environments()["knapsack"].read_text())
+    tree.body = tree.body[1:]
+    text = ast.unparse(tree)
+    for old, new in (("values", "worths"), ("weights", "masses"), ("capacity", "limit"), ("Knapsack", "Rucksack")):
+        text = re.sub(rf"\b{old}\b", new, text)
+    path = folder / "knapsack_copy.py"
+    path.write_text(text + "\n")
+    return path
+
+
+def scripted(tmp_path) -> list[str]:
+    files = [PROPOSALS / f for f in ("digit_squares.py", "broken_syntax.py", "forbidden_import.py",
+                                     "inconsistent.py", "gameable.py")] + [knapsack_copy(tmp_path)]
+    return ["selfplay=evoenv", f"selfplay.fixed_proposals=[{','.join(str(f) for f in files)}]",
+            "selfplay.review=fixed_yes", "selfplay.band=[0.0,0.9]", "selfplay.generator_every=1",
+            "selfplay.proposals=4", "selfplay.samples_per_proposal=2", "selfplay.retire_above=-1",
+            "selfplay.calibration_instances=4", "selfplay.calibration_rollouts=2"]
+
+
+def library_meta(run: Path, name: str) -> dict:
+    return json.loads((run / "library" / "envs" / name / "meta.json").read_text())
+
+
+def test_scripted_proposals_through_all_gates_rotation_and_resume(tmp_path):
+    run = tmp_path / "run"
+    train(run, "steps=4", "save_every=2", *scripted(tmp_path))
+    rows = metrics(run)
+    assert [r["episode"] for r in rows] == ["solver", "generator", "solver", "generator"]
+
+    gen = rows[1]  # 8 proposals: the 6 files, then digit_squares and broken_syntax again
+    passed = {g: gen[f"selfplay/gate/{g}/passed"] for g in GATES}
+    # parse: all; L1: not the two duplicates, the syntax error, the os import; L2: not the wrong reference;
+    # L3: not the any-answer-scores one; novelty: not the knapsack copy; then L4 and L5 admit digit_squares
+    assert passed == {"parse": 8, "L1": 4, "L2": 3, "L3": 2, "novelty": 1, "L4": 1, "L5": 1}
+    assert gen["selfplay/proposals"] == 8 and gen["selfplay/admitted"] == 1
+    assert gen["selfplay/library_size"] == 11 and gen["selfplay/generator_reward"] == pytest.approx(1.0 / 8)
+
+    meta = library_meta(run, "digit_squares")
+    assert meta["kind"] == "generated" and meta["admitted_step"] == 1 and len(meta["lineage"]) == 2
+    assert [g["gate"] for g in meta["gates"]] == GATES and all(g["passed"] for g in meta["gates"])
+    assert meta["calibration"]["difficulty"] == 1 and meta["calibration"]["p"] == 0.0
+    assert (run / "library" / "envs" / "digit_squares" / "source.py").read_text() == \
+        (PROPOSALS / "digit_squares.py").read_text().rstrip() + "\n"
+
+    # rotation: with retire_above=-1 every used environment counts as mastered, down to min_active
+    assert rows[0]["selfplay/retired"] > 0 and rows[2]["selfplay/active"] >= 2
+    retired = [json.loads(p.read_text()) for p in (run / "library" / "envs").glob("*/meta.json")]
+    retired = [m for m in retired if m["status"] == "retired"]
+    assert retired and all(m["usage"] and m["retired_step"] in (0, 2) for m in retired)
+    # the second generator step: digit_squares is now in the library, so novelty refuses it
+    assert rows[3]["selfplay/gate/novelty/passed"] == 0 and rows[3]["selfplay/admitted"] == 0
+
+    # the CLI shows the library and one environment's history
+    listing = evoforge("env", "list", "--run", str(run))
+    assert listing.returncode == 0 and re.search(r"digit_squares\s+generated\s+\w+\s+1\s+1", listing.stdout)
+    shown = evoforge("env", "show", "digit_squares", "--run", str(run))
+    assert shown.returncode == 0 and "gate L5: PASS" in shown.stdout and "class DigitSquares" in shown.stdout
+    missing = evoforge("env", "show", "nope", "--run", str(run))
+    assert missing.returncode == 2 and "no environment 'nope'" in missing.stderr
+
+    # the library is part of the checkpoint, and a resumed run brings it back
+    ckpt_lib = run / "checkpoints" / "step_000002" / "library"
+    assert json.loads((ckpt_lib / "envs" / "digit_squares" / "meta.json").read_text())["kind"] == "generated"
+    part = tmp_path / "part"
+    train(part, "steps=2", "save_every=2", *scripted(tmp_path))
+    train(part, "steps=4", f"resume={part}", *scripted(tmp_path))
+    resumed = metrics(part)
+    assert [r["step"] for r in resumed] == [0, 1, 2, 3]
+    assert library_meta(part, "digit_squares")["admitted_step"] == 1
+    for key in ("selfplay/library_size", "selfplay/retired", "selfplay/gate/novelty/passed"):
+        assert [r.get(key) for r in resumed] == [r.get(key) for r in rows], key
+
+
+def test_policy_proposals_from_the_tiny_model(tmp_path):
+    """The tiny model's own proposals: nothing parses as code; the run still trains the solver and reports."""
+    run = tmp_path / "run"
+    train(run, "steps=2", "save_every=0", "selfplay=evoenv", "selfplay.generator_every=1",
+          "selfplay.proposals=2", "selfplay.samples_per_proposal=2", "selfplay.max_new_tokens=32")
+    rows = metrics(run)
+    assert [r["episode"] for r in rows] == ["solver", "generator"]
+    assert rows[1]["selfplay/proposals"] == 4 and rows[1]["selfplay/gate/parse/passed"] == 0
+    assert rows[1]["selfplay/admitted"] == 0 and rows[1]["selfplay/library_size"] == 10
+    assert all(rows[0][f"solver/reward/{n}"] >= 0 for n in seed_environments() if f"solver/reward/{n}" in rows[0])

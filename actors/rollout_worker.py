@@ -22,7 +22,8 @@ class StaleWeightsError(RuntimeError):
     pass
 
 
-def make_backend(name: str, model_path: str, dtype: str, device: str, lora_rank: int = 0, sleep_mode: bool = False):
+def make_backend(name: str, model_path: str, dtype: str, device: str, lora_rank: int = 0, sleep_mode: bool = False,
+                 max_model_len: int = 2048):
     """lora_rank > 0: the engine serves LoRA adapters (vLLM only); sleep_mode: it can free the GPU (vLLM only)."""
     if name == "hf":
         from actors.rollout.hf_backend import HFBackend
@@ -31,19 +32,20 @@ def make_backend(name: str, model_path: str, dtype: str, device: str, lora_rank:
     if name == "vllm":
         from actors.rollout.vllm_backend import VLLMBackend
 
-        return VLLMBackend(model_path, dtype, device, lora_rank=lora_rank, sleep_mode=sleep_mode)
+        return VLLMBackend(model_path, dtype, device, max_model_len=max_model_len, lora_rank=lora_rank,
+                           sleep_mode=sleep_mode)
     raise ValueError(f"rollout.backend={name!r}: available backends are 'hf', 'vllm'")
 
 
 @ray.remote
 class RolloutWorker:
     def __init__(self, index: int, model_path: str, backend: str = "hf", dtype: str = "float32", threads: int = 0,
-                 lora_rank: int = 0, sleep_mode: bool = False):
+                 lora_rank: int = 0, sleep_mode: bool = False, max_model_len: int = 2048):
         if threads:
             torch.set_num_threads(threads)
         device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
         self.index = index
-        self.engine = make_backend(backend, model_path, dtype, device, lora_rank, sleep_mode)
+        self.engine = make_backend(backend, model_path, dtype, device, lora_rank, sleep_mode, max_model_len)
         self.version = 0
         self.sync_group, self.sync_manifest, self._sync_buffer = None, None, None
 

@@ -11,13 +11,16 @@ EvoForge: distributed RL post-training for language models that build the enviro
 commands:
   train [overrides]   run a training job (Hydra app over conf/; `evoforge train --help` lists every key)
                       same as `python -m cluster.train [overrides]`, the form for `ray job submit`
-  env list            list the available environments
+  eval [overrides]    held-out accuracy of a model or checkpoint on environments (`evoforge eval --help`)
+  env list            list the available environments (--run DIR: a self-play run's environment library)
+  env show NAME --run DIR   an environment of a run's library: source, gate reports, calibration, usage
   env check PATH      run the admission gates L1-L3 on an environment file in the sandbox (--json)
 
 examples:
   evoforge train                         GRPO on the tiny model, embedded local Ray cluster
   evoforge train model=smollm2 steps=50  SmolLM2-135M-Instruct
   evoforge train -m seed=0,1             a Hydra multirun sweep
+  evoforge eval checkpoint=runs/X env=reasoning_gym env.name=leg_counting eval.instances=32
 """
 
 
@@ -34,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
 
         train_main()
         return 0
+    if command == "eval":
+        from cluster.evaluate import main as eval_main
+
+        return eval_main(rest)
     if command == "env":
         from cluster.env_cli import main as env_main
 

@@ -52,6 +52,7 @@ class RolloutConfig:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     threads: int = 2  # torch threads inside each worker (CPU)
+    max_model_len: int = 2048  # vLLM: longest prompt + response (capped at the model's own limit)
     # how new weights reach the engines: object_store (rank 0 packs one buffer, every worker reads it) |
     # broadcast (a process group from learner rank 0 to the engines: NCCL on GPU, gloo on CPU) |
     # auto (broadcast when rollout workers have GPUs and are not colocated, else object_store)
@@ -127,6 +128,9 @@ class EnvConfig:
     workers_per_executor: int = 2
     cpus_per_executor: float = 0.5
     max_in_flight: int = 64  # items per executor at once: admission control for the rollout loop
+    # a custom Ray node resource each executor also reserves one unit of, to pin executors to the nodes
+    # that advertise it (docker/k8s/: the CPU worker group's `sandbox` resource); None = any node
+    executor_resource: Optional[str] = None
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 

@@ -51,6 +51,9 @@ class Driver:
 
     # -- the loop ---------------------------------------------------------------
     def train(self) -> None:
+        heldout = self.evo is not None and bool(self.cfg.selfplay.heldout)
+        if heldout and self.step == 0:
+            self.evo.heldout("before", self.run_dir)
         progress = Progress(self.cfg.steps, self.step, self.cfg.logger.progress)
         try:
             while self.step < self.cfg.steps:
@@ -63,6 +66,8 @@ class Driver:
         finally:
             progress.close()
             self.log.close()
+        if heldout:
+            self.evo.heldout("after", self.run_dir)
 
     def train_step(self) -> dict:
         if self.evo is not None and self.evo.is_generator_step(self.step):

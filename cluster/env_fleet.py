@@ -28,7 +28,7 @@ class EnvFleet:
         self.name, source = resolve_environment(ec.name, ec.kind)
         self.sources = {self.name: source}
         self.limits = asdict(Limits(**{k: getattr(ec.sandbox, k) for k in Limits.__dataclass_fields__}))
-        self.pg = reserve("executor", [bundle(ec.cpus_per_executor, 0)] * ec.num_executors, strategy)
+        self.pg = reserve("executor", [bundle(ec.cpus_per_executor, 0, ec.executor_resource)] * ec.num_executors, strategy)
         self.executors = [self._start(i) for i in range(ec.num_executors)]
         self.replaced = 0
         self.verdicts: Counter = Counter()

@@ -12,10 +12,13 @@ class PlacementError(RuntimeError):
     pass
 
 
-def bundle(cpus: float, gpus: float) -> dict[str, float]:
+def bundle(cpus: float, gpus: float, resource: str | None = None) -> dict[str, float]:
+    """One actor's reservation; `resource` adds one unit of a custom node resource (e.g. "sandbox")."""
     b = {"CPU": float(cpus)}
     if gpus:
         b["GPU"] = float(gpus)
+    if resource:
+        b[resource] = 1.0
     return b
 
 

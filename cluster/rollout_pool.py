@@ -42,7 +42,7 @@ class RolloutPool:
     def _start(self, i: int):
         return RolloutWorker.options(**on_bundle(self.pg, i), max_restarts=0).remote(
             i, self.model_path, self.rc.backend, self.dtype, self.rc.threads,
-            self.lora if self.adapter_only else 0, self.rc.colocate)
+            self.lora if self.adapter_only else 0, self.rc.colocate, self.rc.max_model_len)
 
     def _restart(self, i: int) -> None:
         try:

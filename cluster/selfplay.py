@@ -125,12 +125,12 @@ class EvoEnv:
             if mastered(entry, self.retire_above, self.sp.retire_window, min_count=1):
                 self.library.retire(entry.name, step)
                 retired += 1
-        return {**metrics, "selfplay/retired_now": retired, **self.library_metrics()}
+        return {**metrics, "selfplay/retired": retired, **self.library_metrics()}
 
     def library_metrics(self) -> dict:
         entries = self.library.all()
         return {"selfplay/library_size": len(entries), "selfplay/active": sum(e.status == "active" for e in entries),
-                "selfplay/retired": sum(e.status == "retired" for e in entries),
+                "selfplay/retired_total": sum(e.status == "retired" for e in entries),
                 "selfplay/generated": sum(e.kind == "generated" for e in entries)}
 
     # -- generator ------------------------------------------------------------------
@@ -140,9 +140,25 @@ class EvoEnv:
         texts, lineages = [], []
         for _ in range(self.sp.proposals):
             examples = rng.sample(active, min(self.sp.examples, len(active)))
+            text, examples = self._fitting_prompt(examples)
             lineages.append([e.name for e in examples])
-            texts.append(generator_prompt([(e.name, e.source) for e in examples], max_chars=self.sp.example_chars))
+            texts.append(text)
         return texts, lineages
+
+    def _fitting_prompt(self, examples: list) -> tuple[str, list]:
+        """The generator prompt, shortened (fewer, then shorter examples) until prompt + response fit the
+        engine's context (rollout.max_model_len)."""
+        budget = self.cfg.rollout.max_model_len - self.sp.max_new_tokens
+        chars = self.sp.example_chars
+        while True:
+            text = generator_prompt([(e.name, e.source) for e in examples], max_chars=chars)
+            tokens = len(encode_prompt(self.tokenizer, text, self.cfg.model.chat_template))
+            if tokens <= budget or chars < 200:
+                return text, examples
+            if len(examples) > 1:
+                examples = examples[:1]
+            else:
+                chars //= 2
 
     def generator_sampling(self):
         return replace(self.cfg.rollout.sampling, n=self.sp.samples_per_proposal, max_new_tokens=self.sp.max_new_tokens,
@@ -176,8 +192,10 @@ class EvoEnv:
         return self.generator_metrics(proposals)
 
     def _static_gates(self, step: int, proposals: list[Proposal]) -> None:
+        # generated code gets the standard allowed imports only, whatever trusted libraries the sandbox
+        # loads for other environments (env.sandbox.extra_imports)
         check = CheckConfig(seeds_per_difficulty=self.sp.gate_seeds, difficulties=list(self.sp.gate_difficulties),
-                            bound=self.sp.gate_bound, extra_imports=list(self.cfg.env.sandbox.extra_imports))
+                            bound=self.sp.gate_bound, extra_imports=[])
         for j, p in enumerate(proposals):
             p.env_id = f"candidate_s{step}_{j}"
         results = self.fleet.check([(p.env_id, p.source) for p in proposals], check)
@@ -226,30 +244,11 @@ class EvoEnv:
 
     def _calibrate(self, proposals: list[Proposal], step: int) -> None:
         """L5: search the difficulty knob for a solver pass rate inside the band."""
-        low, high = self.sp.band
-        levels = sorted(self.sp.difficulties)
         for p in proposals:
-            tried: dict[int, float] = {}
-            i = 0
-            while True:
-                d = levels[i]
-                tried[d] = self.pass_rate(p.env_id, d, step)
-                rate = tried[d]
-                if low <= rate <= high:
-                    p.calibration = {"difficulty": d, "p": rate, "instances": self.sp.calibration_instances,
-                                     "rollouts": self.sp.calibration_rollouts, "tried": tried}
-                    p.record(GateResult("L5", True, f"pass rate {rate:.2f} at difficulty {d} is inside "
-                                                    f"[{low}, {high}]", {"tried": tried}))
-                    break
-                step_dir = 1 if rate > high else -1
-                if 0 <= i + step_dir < len(levels) and levels[i + step_dir] not in tried:
-                    i += step_dir
-                    continue
-                why = "too easy" if rate > high else "too hard"
-                p.calibration = {"tried": tried}
-                p.record(GateResult("L5", False, f"{why}: pass rates {_fmt(tried)} by difficulty, none inside "
-                                                 f"[{low}, {high}]", {"tried": tried}))
-                break
+            result, p.calibration = calibrate(lambda d: self.pass_rate(p.env_id, d, step), self.sp.difficulties,
+                                              self.sp.band)
+            p.calibration.update(instances=self.sp.calibration_instances, rollouts=self.sp.calibration_rollouts)
+            p.record(result)
 
     def pass_rate(self, env_id: str, difficulty: int, step: int) -> float:
         """Mean solver score over N instances x n rollouts at one difficulty."""
@@ -263,12 +262,9 @@ class EvoEnv:
         return sum(scores) / max(len(scores), 1)
 
     def _reward(self, p: Proposal) -> None:
-        if p.alive and len(p.gates) == len(GATES):
-            rate = p.calibration["p"]
-            p.reward = 1.0 - rate if self.sp.reward == "learnability" else min(rate, 1.0 - rate)
-        else:
-            passed = sum(g["passed"] for g in p.gates)
-            p.reward = self.sp.partial_credit * passed
+        complete = p.alive and len(p.gates) == len(GATES)
+        p.reward = generator_reward(p.calibration.get("p") if complete else None, self.sp.reward,
+                                    self.sp.partial_credit, sum(g["passed"] for g in p.gates))
 
     def _admit(self, p: Proposal, step: int) -> None:
         entry = self.library.add(LibraryEntry(
@@ -286,8 +282,61 @@ class EvoEnv:
                 any(g["gate"] == gate and g["passed"] for g in p.gates) for p in proposals)
         return {**m, **self.library_metrics()}
 
+    # -- held-out accuracy (Reasoning Gym tasks nobody here wrote) ----------------------
+    def heldout(self, tag: str, run_dir: Path) -> list[dict]:
+        """Greedy accuracy of the current policy on `selfplay.heldout` tasks, fixed seeds; written to
+        run_dir/eval_<tag>.json."""
+        import json
+
+        from envs.registry import resolve_environment
+
+        rows = []
+        greedy = replace(self.cfg.rollout.sampling, n=1, temperature=0.0, cuts_fraction=0.0)
+        for task in self.sp.heldout:
+            env_id = f"heldout_{task}"
+            if env_id not in self.fleet.sources:
+                self.fleet.load(env_id, resolve_environment(task, "reasoning_gym")[1])
+            instances = self.fleet.sample(list(range(self.sp.heldout_instances)), 1, env_id=env_id)
+            prompts = [encode_prompt(self.tokenizer, i["prompt"], self.cfg.model.chat_template) for i in instances]
+            out = self.rollout.generate(prompts, greedy, seed=0)
+            items = [{"data": i["data"], "response": g[0].text} for i, g in zip(instances, out["samples"])]
+            scores, _ = self.fleet.score(items, env_id=env_id)
+            rows.append({"task": task, "instances": len(scores), "accuracy": sum(scores) / len(scores),
+                         "exact": sum(s >= 1.0 for s in scores) / len(scores)})
+        (run_dir / f"eval_{tag}.json").write_text(json.dumps(rows, indent=2))
+        return rows
+
     def save(self, folder: Path) -> None:
         self.library.copy_to(folder / LIBRARY_DIR)
+
+
+def calibrate(rate_at, difficulties, band) -> tuple[GateResult, dict]:
+    """L5 search: start at the easiest level; too easy (p above the band) -> harder, too hard -> easier,
+    never revisiting a level. Returns the gate result and the calibration record."""
+    low, high = band
+    levels = sorted(difficulties)
+    tried: dict[int, float] = {}
+    i = 0
+    while True:
+        d = levels[i]
+        rate = tried[d] = rate_at(d)
+        if low <= rate <= high:
+            return (GateResult("L5", True, f"pass rate {rate:.2f} at difficulty {d} is inside [{low}, {high}]",
+                               {"tried": tried}), {"difficulty": d, "p": rate, "tried": tried})
+        move = 1 if rate > high else -1
+        if 0 <= i + move < len(levels) and levels[i + move] not in tried:
+            i += move
+            continue
+        why = "too easy" if rate > high else "too hard"
+        return (GateResult("L5", False, f"{why}: pass rates {_fmt(tried)} by difficulty, none inside "
+                                        f"[{low}, {high}]", {"tried": tried}), {"tried": tried})
+
+
+def generator_reward(p: float | None, kind: str, partial_credit: float, gates_passed: int) -> float:
+    """0 (or partial credit per gate passed) unless every gate passed; then 1 - p or min(p, 1 - p)."""
+    if p is None:
+        return partial_credit * gates_passed
+    return 1.0 - p if kind == "learnability" else min(p, 1.0 - p)
 
 
 def _fmt(tried: dict[int, float]) -> str:

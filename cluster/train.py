@@ -28,6 +28,12 @@ def run(cfg, run_dir: Path, resolved: dict) -> dict:
         driver.train()
     finally:
         stop_ray()
+    if cfg.selfplay.enabled:  # the funnel, the library, rewards and held-out accuracy, plus plots
+        from cluster.report import print_summary, write_plots
+
+        print_summary(run_dir)
+        for path in write_plots(run_dir):
+            print(f"evoforge: wrote {path}")
     rows = read_metrics(run_dir)
     return rows[-1] if rows else {}
 
@@ -53,6 +59,7 @@ def main(dcfg: DictConfig) -> float | None:
                               "or choose another run_dir")
         run_dir.mkdir(parents=True, exist_ok=True)
         resolved = OmegaConf.to_container(dcfg, resolve=True)
+        resolved["run_dir"] = str(run_dir)  # where it really ran (a sweep point's own directory)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
         print(f"evoforge: run directory {run_dir}", flush=True)
         last = run(cfg, run_dir, resolved)

@@ -58,6 +58,11 @@ def validate(cfg) -> None:
         _check(gen <= samples and (lc.micro_batch_size == 0 or gen == samples),
                f"selfplay: {gen} generator samples per step must be at most the {samples} solver samples "
                "(equal to them when learner.micro_batch_size is set), so both fit the learner's batch layout")
+        _check(sp.max_new_tokens < rc.max_model_len,
+               f"selfplay.max_new_tokens={sp.max_new_tokens} leaves no room for the generator prompt in "
+               f"rollout.max_model_len={rc.max_model_len}")
+        _check(not sp.heldout or "reasoning_gym" in cfg.env.sandbox.extra_imports,
+               "selfplay.heldout runs Reasoning Gym tasks: add reasoning_gym to env.sandbox.extra_imports")
         _check(cfg.env.kind == "file", "selfplay trains on its own environment library: env.kind must be 'file'")
     _check(cfg.steps >= 0, f"steps={cfg.steps}: must be >= 0")
     _check(cfg.env.num_executors >= 1 and cfg.env.workers_per_executor >= 1,

@@ -142,7 +142,7 @@ def _lora_args(rank: int) -> dict:
 
 
 class VLLMBackend:
-    def __init__(self, model_path: str, dtype: str = "float32", device: str = "cpu", max_model_len: int = 1024,
+    def __init__(self, model_path: str, dtype: str = "float32", device: str = "cpu", max_model_len: int = 2048,
                  gpu_memory_utilization: float = 0.5, lora_rank: int = 0, sleep_mode: bool = False):
         for key, value in {**_ENV, **(_CPU_ENV if device == "cpu" else {})}.items():
             os.environ.setdefault(key, value)
@@ -154,6 +154,7 @@ class VLLMBackend:
         hf_config = AutoConfig.from_pretrained(model_path)
         self.tied = bool(getattr(hf_config, "tie_word_embeddings", False))
         max_model_len = min(max_model_len, getattr(hf_config, "max_position_embeddings", max_model_len))
+        self.max_model_len = max_model_len
         if device == "cpu":
             _check_cpu_head_dim(hf_config)
         # on GPU the rest of the card stays free for a colocated learner

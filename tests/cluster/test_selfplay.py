@@ -49,8 +49,13 @@ def library_meta(run: Path, name: str) -> dict:
 
 def test_scripted_proposals_through_all_gates_rotation_and_resume(tmp_path):
     run = tmp_path / "run"
-    train(run, "steps=4", "save_every=2", *scripted(tmp_path))
+    proc = train(run, "steps=4", "save_every=2", *scripted(tmp_path))
     rows = metrics(run)
+    # the end-of-run summary reports the funnel honestly, and the plots are written
+    assert re.search(r"proposals\s+16\b", proc.stdout) and re.search(r"admitted\s+1\b", proc.stdout)
+    assert "library: 10 -> 11 environments" in proc.stdout
+    for name in ("rewards.png", "library.png", "funnel.png"):
+        assert (run / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [r["episode"] for r in rows] == ["solver", "generator", "solver", "generator"]
 
     gen = rows[1]  # 8 proposals: the 6 files, then digit_squares and broken_syntax again

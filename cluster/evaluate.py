@@ -1,0 +1,356 @@
+"""`evoforge eval`: held-out accuracy of a model on environments, greedy, with fixed seeds.
+
+    evoforge eval checkpoint=runs/X env=reasoning_gym env.name=leg_counting eval.instances=32
+    evoforge eval eval.tasks=[repeat_digits,rg_leg_counting] eval.output=runs/X/eval_after.json
+
+The train command's config (conf/, the same `group=option` and `key=value` overrides) picks the model,
+the rollout backend (`rollout=hf|vllm`), the environment and its sandbox; `eval.*` keys (EvalConfig)
+pick what is measured. `checkpoint=` is a run directory (its latest complete checkpoint), a checkpoint
+folder (`step_NNNNNN`) or an HF folder; without it the base model (`model=...`) is evaluated. A LoRA
+checkpoint (a PEFT adapter in `hf/`) is merged into its base model in a temporary folder first.
+
+Each task gets `eval.instances` instances at `eval.difficulty`, from seeds that depend only on
+`eval.seed` and lie far above the seeds training draws, so they are held out and the same for every
+model. Responses are greedy (temperature 0, one per instance) and scored in the sandbox. Per task:
+accuracy (mean score), exact (fraction scoring 1) and the mean response length in tokens.
+
+The library functions serve the self-play driver too: `evaluate(model_path, tasks, cfg)` loads a
+model, `evaluate_backend(backend, tasks, cfg)` reuses a generation backend already loaded.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+SEED_BASE = 2**40  # eval instance seeds: far above any seed a training run draws
+SEED_STRIDE = 2**20  # instances per eval seed at most
+RG_PREFIX = "rg_"  # a task named rg_<dataset> is a Reasoning Gym dataset, whatever env.kind says
+
+USAGE = """usage: evoforge eval [checkpoint=PATH] [eval.KEY=VALUE ...] [group=option] [key=value ...]
+
+Held-out accuracy of a model on environments: greedy responses to fixed-seed instances, scored in
+the sandbox; prints one row per task (instances, accuracy = mean score, exact = fraction scoring 1,
+mean response tokens).
+
+  checkpoint=PATH        a run directory (latest checkpoint), a checkpoint folder (step_NNNNNN) or an
+                         HF model folder; omitted: the base model of the model config
+  eval.tasks=[a,b]       environments to evaluate (default: [env.name]); rg_<dataset> = Reasoning Gym
+  eval.instances=32      instances per task
+  eval.seed=1234         instance seeds derive from this only (held out from training)
+  eval.difficulty=1      difficulty of every instance
+  eval.max_new_tokens=0  response length cap (0: rollout.sampling.max_new_tokens)
+  eval.batch=16          prompts per generate call
+  eval.output=PATH       also write the results as JSON (a list of rows)
+  plus any train override: model=smollm2, rollout=vllm, env=reasoning_gym env.name=leg_counting, ...
+
+examples:
+  evoforge eval checkpoint=runs/2026-11-25_10-00-00
+  evoforge eval model=smollm2 env=reasoning_gym env.name=leg_counting eval.instances=64
+  evoforge eval eval.tasks=[repeat_digits,rg_chain_sum] eval.output=eval.json
+"""
+
+
+@dataclass
+class EvalConfig:
+    instances: int = 32
+    seed: int = 1234
+    difficulty: int = 1
+    tasks: list[str] = field(default_factory=list)  # empty: [env.name]
+    max_new_tokens: int = 0  # 0: rollout.sampling.max_new_tokens
+    batch: int = 16  # prompts per generate call
+    output: Optional[str] = None  # write the results here as JSON
+
+
+class EvalError(RuntimeError):
+    """Bad input to an evaluation: reported as one line."""
+
+
+def eval_seeds(seed: int, instances: int) -> list[int]:
+    """Instance seeds of an evaluation: a function of `seed` only, disjoint from training's seeds."""
+    if not 0 < instances <= SEED_STRIDE:
+        raise EvalError(f"eval.instances={instances}: must be between 1 and {SEED_STRIDE}")
+    return [SEED_BASE + seed * SEED_STRIDE + i for i in range(instances)]
+
+
+def task_kind(name: str, default_kind: str) -> str:
+    """The environment kind of a task name: `rg_<dataset>` is always Reasoning Gym."""
+    return "reasoning_gym" if name.startswith(RG_PREFIX) else default_kind
+
+
+def resolve_tasks(tasks: Sequence[str], default_kind: str) -> list[tuple[str, str, str]]:
+    """(environment id, kind, source) of each task; unknown names raise UnknownEnvironmentError."""
+    from envs.registry import resolve_environment
+
+    out = []
+    for name in tasks:
+        kind = task_kind(name, default_kind)
+        env_id, source = resolve_environment(name, kind)
+        out.append((env_id, kind, source))
+    return out
+
+
+def sandbox_limits(sandbox_cfg, kinds: Sequence[str]):
+    """Limits from the env's sandbox config; Reasoning Gym tasks get its import and (at least) its limits."""
+    from omegaconf import OmegaConf
+
+    from envs.sandbox import Limits
+
+    limits = Limits(**{k: getattr(sandbox_cfg, k) for k in Limits.__dataclass_fields__})
+    limits.extra_imports = list(limits.extra_imports)
+    if "reasoning_gym" in kinds and "reasoning_gym" not in limits.extra_imports:
+        rg = OmegaConf.load(CONF_DIR / "env" / "reasoning_gym.yaml").sandbox
+        limits.extra_imports += list(rg.extra_imports)
+        for key in ("memory_mb", "wall_s", "cpu_s"):
+            setattr(limits, key, max(getattr(limits, key), rg.get(key, 0)))
+    return limits
+
+
+def evaluate_backend(backend, tasks: Sequence[str], cfg, ev: EvalConfig | None = None, *, kind: str | None = None,
+                     tokenizer=None, pool=None, log=None) -> list[dict]:
+    """Held-out accuracy of the model behind `backend` (HFBackend, VLLMBackend: `generate`, `tokenizer`).
+
+    cfg: the train config (model.chat_template, rollout.sampling.{max_new_tokens,stop}, env.kind,
+    env.sandbox, env.workers_per_executor). kind: how task names resolve ("file" or "reasoning_gym";
+    default env.kind; rg_<dataset> is always Reasoning Gym). pool: a sandbox pool to reuse (default: one
+    made here and closed after). Returns one row per task: task, instances, accuracy, exact, response_tokens,
+    difficulty, seed, verdicts.
+    """
+    from cluster.config import SamplingConfig
+    from envs.sandbox import make_pool
+    from trainers.models import encode_prompt
+
+    ev = ev or EvalConfig()
+    tokenizer = tokenizer or backend.tokenizer
+    resolved = resolve_tasks(list(tasks) or [cfg.env.name], kind or cfg.env.kind)
+    seeds = eval_seeds(ev.seed, ev.instances)
+    sampling = SamplingConfig(n=1, max_new_tokens=ev.max_new_tokens or cfg.rollout.sampling.max_new_tokens,
+                              temperature=0.0, stop=list(cfg.rollout.sampling.stop))
+    own_pool = pool is None
+    if own_pool:
+        limits = sandbox_limits(cfg.env.sandbox, [k for _, k, _ in resolved])
+        pool = make_pool(cfg.env.sandbox.backend, cfg.env.workers_per_executor, limits)
+    rows = []
+    try:
+        for env_id, _, source in resolved:
+            if log:
+                log(f"evaluating {env_id}: {len(seeds)} instances at difficulty {ev.difficulty}")
+            pool.load(env_id, source)
+            instances = pool.sample(env_id, seeds, ev.difficulty)
+            prompts = [encode_prompt(tokenizer, inst["prompt"], cfg.model.chat_template) for inst in instances]
+            samples = []
+            for start in range(0, len(prompts), max(1, ev.batch)):
+                batch = prompts[start:start + max(1, ev.batch)]
+                samples += [group[0] for group in backend.generate(batch, sampling, seed=ev.seed)]
+            results = pool.score(env_id, [{"data": inst["data"], "response": s.text}
+                                          for inst, s in zip(instances, samples)])
+            rows.append(_row(env_id, ev, [r.score for r in results], [r.verdict for r in results],
+                             [len(s.response_ids) for s in samples]))
+    finally:
+        if own_pool:
+            pool.close()
+    return rows
+
+
+def _row(task: str, ev: EvalConfig, scores: list[float], verdicts: list[str], lengths: list[int]) -> dict:
+    n = len(scores)
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v] = counts.get(v, 0) + 1
+    return {"task": task, "instances": n, "accuracy": sum(scores) / n, "exact": sum(s >= 1.0 for s in scores) / n,
+            "response_tokens": sum(lengths) / n, "difficulty": ev.difficulty, "seed": ev.seed, "verdicts": counts}
+
+
+def load_backend(name: str, model_path: str, dtype: str = "float32", device: str | None = None):
+    """A generation backend ("hf" or "vllm") on `device` (default: cuda when available, else cpu)."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "hf":
+        from actors.rollout.hf_backend import HFBackend
+
+        return HFBackend(model_path, dtype, device)
+    if name == "vllm":
+        from actors.rollout.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model_path, dtype, device)
+    raise EvalError(f"rollout.backend={name!r}: available backends are 'hf', 'vllm'")
+
+
+def evaluate(model_path: str, tasks: Sequence[str], cfg, ev: EvalConfig | None = None, *, kind: str | None = None,
+             log=None) -> list[dict]:
+    """Held-out accuracy of the model in `model_path` (an HF folder), loaded with cfg.rollout.backend;
+    the rest as `evaluate_backend`."""
+    resolve_tasks(list(tasks) or [cfg.env.name], kind or cfg.env.kind)  # unknown tasks fail before loading
+    backend = load_backend(cfg.rollout.backend, model_path, cfg.model.dtype)
+    try:
+        return evaluate_backend(backend, tasks, cfg, ev, kind=kind, log=log)
+    finally:
+        if hasattr(backend, "close"):
+            backend.close()
+
+
+def checkpoint_model_dir(path: str) -> Path:
+    """The HF folder (full model or PEFT adapter) of a run directory, a checkpoint folder or an HF folder."""
+    from cluster.checkpoint import ResumeError, find_checkpoint
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise EvalError(f"checkpoint={path}: no such file or directory")
+    if _is_hf(p):
+        return p
+    try:
+        ckpt = find_checkpoint(str(p))
+    except ResumeError:
+        raise EvalError(f"checkpoint={path}: not a run directory with a complete checkpoint, a checkpoint "
+                        "folder (step_NNNNNN) or an HF model folder") from None
+    if not _is_hf(ckpt / "hf"):
+        raise EvalError(f"checkpoint={path}: {ckpt} has no model in hf/ (config.json or adapter_config.json)")
+    return ckpt / "hf"
+
+
+def _is_hf(p: Path) -> bool:
+    return (p / "config.json").is_file() or (p / "adapter_config.json").is_file()
+
+
+@contextmanager
+def model_source(checkpoint: str | None, model_cfg) -> Iterator[str]:
+    """A folder `from_pretrained` loads: the checkpoint's model, its LoRA adapter merged into the base
+    model (a temporary folder, removed on exit), or without a checkpoint the base model of `model_cfg`."""
+    from trainers.models import prepare_model
+
+    if not checkpoint:
+        yield prepare_model(model_cfg)
+        return
+    hf = checkpoint_model_dir(checkpoint)
+    if not (hf / "adapter_config.json").is_file():
+        yield str(hf)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="evoforge-eval-merged-"))
+    try:
+        merge_adapter(hf, _adapter_base(hf, model_cfg), tmp, model_cfg.dtype)
+        yield str(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _adapter_base(adapter: Path, model_cfg) -> str:
+    """The adapter's base model when that folder exists here, else the base model of `model_cfg`."""
+    from trainers.models import prepare_model
+
+    base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if base and (Path(base).expanduser() / "config.json").is_file():
+        return str(Path(base).expanduser())
+    return prepare_model(model_cfg)
+
+
+def merge_adapter(adapter: Path, base: str, out: Path, dtype: str = "float32") -> Path:
+    """Save base model + PEFT adapter, merged, as a plain HF folder `out` (with the tokenizer)."""
+    from peft import PeftModel
+
+    from trainers.models import load_causal_lm, load_tokenizer
+
+    merged = PeftModel.from_pretrained(load_causal_lm(base, dtype), str(adapter)).merge_and_unload()
+    merged.save_pretrained(out)
+    has_tokenizer = (adapter / "tokenizer_config.json").is_file()
+    load_tokenizer(str(adapter) if has_tokenizer else base).save_pretrained(out)
+    return out
+
+
+def format_table(rows: list[dict]) -> str:
+    """The results as a markdown table."""
+    lines = ["| task | instances | accuracy | exact | mean response tokens |",
+             "|------|----------:|---------:|------:|---------------------:|"]
+    lines += [f"| {r['task']} | {r['instances']} | {r['accuracy']:.3f} | {r['exact']:.3f} | "
+              f"{r['response_tokens']:.1f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str]) -> tuple[Optional[str], EvalConfig, list[str]]:
+    """Split the command line into (checkpoint, EvalConfig from eval.* keys, the train overrides)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    checkpoint, ev_items, rest = None, [], []
+    for arg in argv:
+        if arg.startswith("checkpoint="):
+            checkpoint = arg.split("=", 1)[1] or None
+        elif arg.startswith("eval."):
+            ev_items.append(arg[len("eval."):])
+        else:
+            rest.append(arg)
+    ev = OmegaConf.structured(EvalConfig)
+    for item in ev_items:
+        try:
+            ev = OmegaConf.merge(ev, OmegaConf.from_dotlist([item]))
+        except (OmegaConfBaseException, ValueError) as e:
+            raise EvalError(f"eval.{item}: {_first_line(e)}") from None
+    return checkpoint, OmegaConf.to_object(ev), rest
+
+
+def compose_config(overrides: Sequence[str]):
+    """The train config (TrainConfig) composed from conf/ with `overrides`, as `evoforge train` would."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from cluster.config import register_configs
+
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None, job_name="evoforge-eval"):
+            return OmegaConf.to_object(compose("config", overrides=list(overrides)))
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise EvalError(_first_line(e)) from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    cause = e.__cause__
+    if cause is not None and str(cause).strip():
+        text += f" ({str(cause).strip().splitlines()[0]})"
+    return text
+
+
+def main(argv: Sequence[str]) -> int:
+    """`evoforge eval ...`: print the table (and write eval.output); one-line errors exit 1."""
+    from envs.pool import PoolError
+    from envs.registry import UnknownEnvironmentError
+    from envs.sandbox import SandboxUnavailable
+    from trainers.models import ModelError
+
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(USAGE, end="")
+        return 0
+    try:
+        checkpoint, ev, overrides = parse_args(argv)
+        cfg = compose_config(overrides)
+        tasks = ev.tasks or [cfg.env.name]
+        resolve_tasks(tasks, cfg.env.kind)
+        label = checkpoint or f"model={cfg.model.name}"
+        with model_source(checkpoint, cfg.model) as path:
+            print(f"evoforge eval: {label} ({cfg.rollout.backend} backend, chat template "
+                  f"{'on' if cfg.model.chat_template else 'off'}), seed {ev.seed}, difficulty {ev.difficulty}",
+                  flush=True)
+            rows = evaluate(path, tasks, cfg, ev, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (EvalError, ModelError, UnknownEnvironmentError, SandboxUnavailable, PoolError, OSError) as e:
+        print(f"evoforge eval: error: {_first_line(e)}", file=sys.stderr)
+        return 1
+    print(format_table(rows))
+    if ev.output:
+        out = Path(ev.output).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,221 @@
+"""The end-of-run summary of a self-play run: the admission funnel, the library, rewards, held-out accuracy.
+
+Reads `run_dir/metrics.jsonl` (one row per step) and, when present, `run_dir/eval_before.json` and
+`run_dir/eval_after.json` (as `evoforge eval ... eval.output=PATH` writes them: a list of
+{task, accuracy, exact, instances}). Keys read from a metrics row, each optional:
+
+    episode                          "solver" or "generator" (rows without it count as solver steps)
+    reward/mean                      solver reward of a solver step
+    selfplay/generator_reward        generator reward of a generator step
+    selfplay/proposals               environments proposed in the step
+    selfplay/gate/<gate>/passed      proposals of the step that passed <gate>
+    selfplay/admitted                proposals of the step admitted to the library
+    selfplay/retired                 library environments retired in the step
+    selfplay/library_size            library size after the step
+
+Counts (proposals, passes, admitted, retired) are per step and summed over the run; library_size is
+a level. A key absent from every row counts as zero (counts) or is left out (levels, rewards).
+
+    python -m cluster.report RUN_DIR      prints the summary and writes RUN_DIR/plots/*.png
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+GATES = ("parse", "L1", "L2", "L3", "novelty", "L4", "L5")  # in the order proposals meet them
+EDGE_STEPS = 3  # solver reward before/after: mean of the first / last this many solver steps
+GATE_PREFIX, GATE_SUFFIX = "selfplay/gate/", "/passed"
+
+
+def read_rows(run_dir) -> list[dict]:
+    """The rows of run_dir/metrics.jsonl (empty when there is none)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _num(value) -> float | None:
+    """A finite number, or None for anything else (missing, null, NaN, text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _series(rows: list[dict], key: str, episode: str | None = None) -> list[tuple[int, float]]:
+    """(step, value) of every row holding a number under `key` (and of that episode, if given)."""
+    out = []
+    for i, row in enumerate(rows):
+        if episode is not None and row.get("episode", "solver") != episode:
+            continue
+        value = _num(row.get(key))
+        if value is not None:
+            out.append((int(row.get("step", i)), value))
+    return out
+
+
+def _total(rows: list[dict], key: str) -> int:
+    return int(sum(v for _, v in _series(rows, key)))
+
+
+def gate_names(rows: list[dict]) -> list[str]:
+    """GATES, then any other gate found in the rows (in order of first appearance)."""
+    extra = []
+    for row in rows:
+        for key in row:
+            if key.startswith(GATE_PREFIX) and key.endswith(GATE_SUFFIX):
+                name = key[len(GATE_PREFIX):-len(GATE_SUFFIX)]
+                if name not in GATES and name not in extra:
+                    extra.append(name)
+    return [*GATES, *extra]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _read_eval(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    rows = data.get("results", []) if isinstance(data, dict) else data
+    return [r for r in rows if isinstance(r, dict) and "task" in r]
+
+
+def summarize(run_dir) -> dict:
+    """The run's summary: steps, the funnel, admissions, library growth, rewards, held-out accuracy."""
+    run_dir = Path(run_dir)
+    rows = read_rows(run_dir)
+    solver = [v for _, v in _series(rows, "reward/mean", "solver")]
+    generator = [v for _, v in _series(rows, "selfplay/generator_reward")]
+    library = [v for _, v in _series(rows, "selfplay/library_size")]
+    before = {r["task"]: r for r in _read_eval(run_dir / "eval_before.json")}
+    after = {r["task"]: r for r in _read_eval(run_dir / "eval_after.json")}
+    held_out = []
+    for task in [*before, *(t for t in after if t not in before)]:
+        b, a = before.get(task, {}), after.get(task, {})
+        held_out.append({"task": task, "instances": a.get("instances", b.get("instances")),
+                         "before": b.get("accuracy"), "after": a.get("accuracy"),
+                         "exact_before": b.get("exact"), "exact_after": a.get("exact")})
+    return {
+        "steps": len(rows),
+        "solver_steps": sum(1 for r in rows if r.get("episode", "solver") == "solver"),
+        "generator_steps": sum(1 for r in rows if r.get("episode") == "generator"),
+        "funnel": {"proposals": _total(rows, "selfplay/proposals"),
+                   "gates": {g: _total(rows, f"{GATE_PREFIX}{g}{GATE_SUFFIX}") for g in gate_names(rows)}},
+        "admitted": _total(rows, "selfplay/admitted"),
+        "retired": _total(rows, "selfplay/retired"),
+        "library": {"start": int(library[0]) if library else None, "end": int(library[-1]) if library else None},
+        "solver_reward": {"before": _mean(solver[:EDGE_STEPS]), "after": _mean(solver[-EDGE_STEPS:])},
+        "generator_reward": {"mean": _mean(generator), "last": generator[-1] if generator else None},
+        "held_out": held_out,
+    }
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as text: one table per part, every gate listed (zeros too)."""
+    f, lib = summary["funnel"], summary["library"]
+    proposals = f["proposals"]
+    lines = [f"steps: {summary['steps']} ({summary['solver_steps']} solver, {summary['generator_steps']} generator)",
+             "", "admission funnel (cumulative over the run)", f"  {'proposals':<10} {proposals:>6}"]
+    for gate, passed in f["gates"].items():
+        share = f"{100 * passed / proposals:5.1f}%" if proposals else "    -"
+        lines.append(f"  {gate:<10} {passed:>6}  {share}")
+    lines += [f"  {'admitted':<10} {summary['admitted']:>6}", "",
+              f"library: {_fmt(lib['start'])} -> {_fmt(lib['end'])} environments "
+              f"({summary['admitted']} admitted, {summary['retired']} retired)",
+              f"solver reward: {_fmt(summary['solver_reward']['before'])} -> {_fmt(summary['solver_reward']['after'])}"
+              f" (mean of the first / last {EDGE_STEPS} solver steps)",
+              f"generator reward: mean {_fmt(summary['generator_reward']['mean'])}, "
+              f"last {_fmt(summary['generator_reward']['last'])}"]
+    if summary["held_out"]:
+        lines += ["", "held-out accuracy (exact)", f"  {'task':<28} {'before':>15} {'after':>15}"]
+        for r in summary["held_out"]:
+            cells = [f"{_fmt(r[k])} ({_fmt(r['exact_' + k])})" for k in ("before", "after")]
+            lines.append(f"  {r['task']:<28} {cells[0]:>15} {cells[1]:>15}")
+    return "\n".join(lines)
+
+
+def print_summary(run_dir, file=None) -> dict:
+    """Print the summary of the run in `run_dir`; return it."""
+    summary = summarize(run_dir)
+    print(format_summary(summary), file=file or sys.stdout)
+    return summary
+
+
+def write_plots(run_dir, out_dir=None) -> list[Path]:
+    """rewards.png, library.png and funnel.png in `out_dir` (default run_dir/plots); a plot with no data
+    in the metrics is not written. Matplotlib's Agg canvas, no pyplot: no display, no global state."""
+    from matplotlib.figure import Figure
+
+    run_dir = Path(run_dir)
+    rows = read_rows(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "plots"
+    written: list[Path] = []
+
+    def save(fig, name: str) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        written.append(out / name)
+
+    solver, generator = _series(rows, "reward/mean", "solver"), _series(rows, "selfplay/generator_reward")
+    if solver or generator:
+        fig = Figure(figsize=(7, 4))
+        ax = fig.add_subplot()
+        for series, label, style in ((solver, "solver reward", "-"), (generator, "generator reward", "o--")):
+            if series:
+                ax.plot(*zip(*series), style, label=label)
+        ax.set(xlabel="step", ylabel="mean reward", title="Rewards")
+        ax.legend()
+        save(fig, "rewards.png")
+
+    library, retired = _series(rows, "selfplay/library_size"), _series(rows, "selfplay/retired")
+    if library or retired:
+        fig = Figure(figsize=(7, 4))
+        ax = fig.add_subplot()
+        if library:
+            ax.plot(*zip(*library), "-", label="library size")
+        if retired:
+            steps, counts = zip(*retired)
+            ax.step(steps, [sum(counts[:i + 1]) for i in range(len(counts))], where="post", label="retired (total)")
+        ax.set(xlabel="step", ylabel="environments", title="Environment library")
+        ax.legend()
+        save(fig, "library.png")
+
+    if any(k == "selfplay/proposals" or k.startswith(GATE_PREFIX) for row in rows for k in row):
+        summary = summarize(run_dir)
+        labels = ["proposals", *summary["funnel"]["gates"], "admitted"]
+        counts = [summary["funnel"]["proposals"], *summary["funnel"]["gates"].values(), summary["admitted"]]
+        fig = Figure(figsize=(8, 4))
+        ax = fig.add_subplot()
+        bars = ax.bar(labels, counts, color=["tab:gray", *["tab:blue"] * (len(labels) - 2), "tab:green"])
+        ax.bar_label(bars, labels=[str(c) for c in counts])
+        ax.set(ylabel="proposals (cumulative)", title="Admission funnel")
+        ax.set_ylim(0, max(1, max(counts)) * 1.15)
+        save(fig, "funnel.png")
+    return written
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: python -m cluster.report RUN_DIR   (prints the summary, writes RUN_DIR/plots/*.png)")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if not (Path(argv[0]) / "metrics.jsonl").is_file():
+        print(f"cluster.report: error: no metrics.jsonl in {argv[0]}", file=sys.stderr)
+        return 1
+    print_summary(argv[0])
+    for path in write_plots(argv[0]):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

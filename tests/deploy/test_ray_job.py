@@ -1,0 +1,141 @@
+"""`ray job submit` of a training run to a real Ray head on loopback, with token authentication, and the
+README's cluster command, which must be the canonical one of docker/k8s/ENTRYPOINT."""
+import contextlib
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRYPOINT = (ROOT / "docker" / "k8s" / "ENTRYPOINT").read_text().strip()
+VENV_BIN = Path(sys.executable).parent
+QUIET = ["logger.progress=false", "logger.wandb.enabled=false"]
+MARKER = "EVOFORGE_TEST_RAY_HEAD"  # set for the head only: every process it starts inherits it
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    assert f"\n## {title}\n" in text, f"README.md has no section '## {title}'"
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_submits_the_canonical_training_command():
+    section = readme_section("Run on a cluster")
+    submits = [ln.strip() for ln in section.splitlines() if ln.strip().startswith("ray job submit ")]
+    assert submits, "the section shows no `ray job submit` command"
+    options, command = submits[0].split(" -- ", 1)
+    assert command == ENTRYPOINT
+    assert "--address http://" in options and "--working-dir ." in options
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker.encode() in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(int(proc.name))
+    return found
+
+
+@contextlib.contextmanager
+def ray_head(tmp: Path, token: str, marker: str):
+    """`ray start --head --block` on 127.0.0.1 with the dashboard (job server); yields its address."""
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",  # the job's `python` is the venv's
+               RAY_TMPDIR=str(tmp), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0")
+    env[MARKER] = marker
+    env.pop("RAY_ADDRESS", None)
+    env.pop("EVOFORGE_CACHE", None)  # the job gets it from its runtime env
+    port = free_port()
+    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(free_port()),
+           "--dashboard-host", "127.0.0.1", "--dashboard-port", str(port), "--num-cpus", "4",
+           "--temp-dir", str(tmp / "ray"), "--block"]
+    with (tmp / "head.log").open("w") as log:
+        head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert head.poll() is None, "the Ray head exited:\n" + (tmp / "head.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the dashboard did not come up:\n" + (tmp / "head.log").read_text()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=2)
+                break
+            except urllib.error.HTTPError:  # 401 without a token: up, and authenticating
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        # `ray start --block` stops its processes in order on SIGTERM; signalling the whole group at
+        # once makes the raylet wait for the GCS it lost. Then whatever is left in the group goes.
+        head.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+
+
+@pytest.mark.e2e
+def test_ray_job_submit_trains_on_an_existing_cluster(tmp_path):
+    missing = [m for m in ("aiohttp_cors", "opencensus", "smart_open") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.fail(f"the Ray job server needs ray[default] (missing {missing}): pip install 'ray[default]==2.60.0'")
+    tmp = Path(tempfile.mkdtemp(prefix="evoforge-job-"))  # short: Ray's socket paths must fit in 107 bytes
+    token, marker = secrets.token_hex(32), f"{MARKER}={secrets.token_hex(8)}"
+    client = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    client.pop("RAY_ADDRESS", None)
+    run = tmp_path / "run"
+    try:
+        with ray_head(tmp, token, marker.split("=", 1)[1]) as address:
+            anonymous = {k: v for k, v in client.items() if not k.startswith("RAY_AUTH")}
+            refused = subprocess.run([str(VENV_BIN / "ray"), "job", "list", "--address", address], env=anonymous,
+                                     cwd=tmp, capture_output=True, text=True, timeout=60)
+            assert refused.returncode != 0 and "authentication token" in refused.stdout + refused.stderr
+
+            runtime_env = {"env_vars": {"EVOFORGE_CACHE": os.environ["EVOFORGE_CACHE"]}}
+            submit = [str(VENV_BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT),
+                      "--runtime-env-json", json.dumps(runtime_env), "--",
+                      "python", "-m", "cluster.train", "cluster=existing", "steps=2", "save_every=2", *QUIET,
+                      f"run_dir={run}"]
+            job = subprocess.run(submit, env=client, cwd=tmp, capture_output=True, text=True, timeout=600)
+            output = job.stdout + job.stderr
+            assert job.returncode == 0, output[-4000:]
+            assert "succeeded" in output and f"evoforge: run directory {run}" in output
+        leftover = []
+        for _ in range(40):  # the head's workers leave once their raylet is gone
+            leftover = processes_with(marker)
+            if not leftover:
+                break
+            time.sleep(0.5)
+        for pid in leftover:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert not leftover, f"processes of the Ray head still running: {leftover}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1]
+    assert yaml.safe_load((run / "config.yaml").read_text())["cluster"]["address"] == "auto"
+    checkpoint = run / "checkpoints" / "step_000002"
+    assert (checkpoint / "driver.json").exists() and (checkpoint / "hf" / "config.json").exists()

@@ -112,7 +112,34 @@ def summarize(run_dir) -> dict:
         "solver_reward": {"before": _mean(solver[:EDGE_STEPS]), "after": _mean(solver[-EDGE_STEPS:])},
         "generator_reward": {"mean": _mean(generator), "last": generator[-1] if generator else None},
         "held_out": held_out,
+        "rejections": rejection_reasons(run_dir),
     }
+
+
+def rejection_reasons(run_dir, top: int = 3) -> dict[str, list[tuple[str, int]]]:
+    """Per gate, the most common reasons proposals failed it (from run_dir/proposals/*.jsonl)."""
+    counts: dict[str, dict[str, int]] = {}
+    for path in sorted((Path(run_dir) / "proposals").glob("step_*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                gates = json.loads(line).get("gates") or []
+            except json.JSONDecodeError:
+                continue
+            failed = next((g for g in gates if not g.get("passed")), None)
+            if failed:
+                reason = _generic(str(failed.get("reason", "")))
+                per_gate = counts.setdefault(str(failed.get("gate")), {})
+                per_gate[reason] = per_gate.get(reason, 0) + 1
+    return {g: sorted(c.items(), key=lambda kv: -kv[1])[:top] for g, c in counts.items()}
+
+
+def _generic(reason: str) -> str:
+    """A reason with its specifics (line numbers, quoted names, numbers) blurred, so alike reasons group."""
+    import re
+
+    reason = re.sub(r"line \d+", "line N", reason)
+    reason = re.sub(r"'[^']*'", "'...'", reason)
+    return re.sub(r"\d+(\.\d+)?", "N", reason)[:100]
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -135,6 +162,12 @@ def format_summary(summary: dict) -> str:
               f" (mean of the first / last {EDGE_STEPS} solver steps)",
               f"generator reward: mean {_fmt(summary['generator_reward']['mean'])}, "
               f"last {_fmt(summary['generator_reward']['last'])}"]
+    if summary.get("rejections"):
+        lines += ["", "why proposals were rejected (first failed gate, most common reasons)"]
+        for gate in [g for g in f["gates"] if g in summary["rejections"]] + \
+                [g for g in summary["rejections"] if g not in f["gates"]]:
+            for reason, n in summary["rejections"][gate]:
+                lines.append(f"  {gate:<8} {n:>4}  {reason}")
     if summary["held_out"]:
         lines += ["", "held-out accuracy (exact)", f"  {'task':<28} {'before':>15} {'after':>15}"]
         for r in summary["held_out"]:

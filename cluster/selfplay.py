@@ -31,6 +31,7 @@ from trainers.models import encode_prompt
 
 GATES = ["parse", "L1", "L2", "L3", "novelty", "L4", "L5"]
 LIBRARY_DIR = "library"
+PROPOSALS_DIR = "proposals"
 
 
 @dataclass
@@ -189,7 +190,21 @@ class EvoEnv:
             self._reward(p)
             if p.alive and len(p.gates) == len(GATES):
                 self._admit(p, step)
+        self._write_proposals(step, proposals)
         return self.generator_metrics(proposals)
+
+    def _write_proposals(self, step: int, proposals: list[Proposal]) -> None:
+        """Every proposal of the step, admitted or not, with its response and gate reports:
+        run_dir/proposals/step_NNNNNN.jsonl."""
+        import json
+
+        folder = self.library.folder.parent / PROPOSALS_DIR
+        folder.mkdir(exist_ok=True)
+        with (folder / f"step_{step:06d}.jsonl").open("w") as f:
+            for p in proposals:
+                f.write(json.dumps({"step": step, "group": p.group, "lineage": p.lineage, "response": p.text,
+                                    "source": p.source, "gates": p.gates, "calibration": p.calibration,
+                                    "reward": p.reward, "admitted_as": p.admitted_as}) + "\n")
 
     def _static_gates(self, step: int, proposals: list[Proposal]) -> None:
         # generated code gets the standard allowed imports only, whatever trusted libraries the sandbox

@@ -35,3 +35,14 @@ def test_calibration_too_easy_everywhere():
 ])
 def test_generator_reward(p, kind, partial, passed, expected):
     assert generator_reward(p, kind, partial, passed) == pytest.approx(expected)
+
+
+def test_default_job_config_is_valid():
+    """`make run`'s job (conf/experiment/selfplay_cpu.yaml) composes and passes every cross-key check."""
+    from cluster.evaluate import compose_config
+    from cluster.validate import validate
+
+    cfg = compose_config(["+experiment=selfplay_cpu"])
+    validate(cfg)
+    assert cfg.selfplay.enabled and cfg.model.name == "smollm2" and cfg.rollout.backend == "vllm"
+    assert cfg.selfplay.heldout and "reasoning_gym" in cfg.env.sandbox.extra_imports

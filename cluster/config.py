@@ -131,6 +131,9 @@ class EnvConfig:
     # a custom Ray node resource each executor also reserves one unit of, to pin executors to the nodes
     # that advertise it (docker/k8s/: the CPU worker group's `sandbox` resource); None = any node
     executor_resource: Optional[str] = None
+    # self-play: start the environment library from another run's (a run directory or its library/),
+    # besides the seeds
+    library: Optional[str] = None
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
@@ -165,7 +168,6 @@ class SelfPlayConfig:
     retire_above: Optional[float] = None  # retire when recent p is above this (default: band[1])
     min_active: int = 2  # never retire below this many active environments
     seed_library: bool = True  # start the library from the ten seed environments
-    library: Optional[str] = None  # also seed it from another run's library (a run dir or its library/)
     # Stand-in for tests and scripted runs: environment source files used as the generator's responses
     # (in order, cycling) instead of sampling the policy; every gate still runs on them.
     fixed_proposals: list[str] = field(default_factory=list)

@@ -69,12 +69,12 @@ class EvoEnv:
             self.library = Library(folder, overwrite=True)
             if self.sp.seed_library:
                 self.library.seed_from_builtin(seed_environments())
-            if self.sp.library:
-                other = Path(self.sp.library)
+            if cfg.env.library:
+                other = Path(cfg.env.library)
                 self.library.seed_from(other / LIBRARY_DIR if (other / LIBRARY_DIR).is_dir() else other)
         if not self.library.active():
             raise ValueError("selfplay: the environment library is empty (selfplay.seed_library=false and no "
-                             "selfplay.library to start from)")
+                             "env.library to start from)")
         for entry in self.library.active():
             self.fleet.load(entry.name, entry.source)
         self.judge = None

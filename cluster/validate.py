@@ -1,6 +1,8 @@
 """Checks across config keys that types alone cannot express; run before anything starts."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class ConfigError(ValueError):
     pass
@@ -63,6 +65,8 @@ def validate(cfg) -> None:
                f"rollout.max_model_len={rc.max_model_len}")
         _check(not sp.heldout or "reasoning_gym" in cfg.env.sandbox.extra_imports,
                "selfplay.heldout runs Reasoning Gym tasks: add reasoning_gym to env.sandbox.extra_imports")
+        _check(not cfg.env.library or Path(cfg.env.library).is_dir(),
+               f"env.library={cfg.env.library!r}: no such directory (a self-play run directory or its library/)")
         _check(cfg.env.kind == "file", "selfplay trains on its own environment library: env.kind must be 'file'")
     _check(cfg.steps >= 0, f"steps={cfg.steps}: must be >= 0")
     _check(cfg.env.num_executors >= 1 and cfg.env.workers_per_executor >= 1,

@@ -94,6 +94,13 @@ def test_scripted_proposals_through_all_gates_rotation_and_resume(tmp_path):
     missing = evoforge("env", "show", "nope", "--run", str(run))
     assert missing.returncode == 2 and "no environment 'nope'" in missing.stderr
 
+    # a library from one run seeds another
+    seeded = tmp_path / "seeded"
+    train(seeded, "steps=1", "save_every=0", "selfplay=evoenv", f"env.library={run}")
+    meta = library_meta(seeded, "digit_squares")
+    assert meta["kind"] == "generated" and meta["origin"] == str((run / "library").resolve()) and not meta["usage"]
+    assert metrics(seeded)[0]["selfplay/library_size"] == 11
+
     # the library is part of the checkpoint, and a resumed run brings it back
     ckpt_lib = run / "checkpoints" / "step_000002" / "library"
     assert json.loads((ckpt_lib / "envs" / "digit_squares" / "meta.json").read_text())["kind"] == "generated"

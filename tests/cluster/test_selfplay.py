@@ -124,3 +124,20 @@ def test_policy_proposals_from_the_tiny_model(tmp_path):
     assert rows[1]["selfplay/proposals"] == 4 and rows[1]["selfplay/gate/parse/passed"] == 0
     assert rows[1]["selfplay/admitted"] == 0 and rows[1]["selfplay/library_size"] == 10
     assert all(rows[0][f"solver/reward/{n}"] >= 0 for n in seed_environments() if f"solver/reward/{n}" in rows[0])
+
+
+@pytest.mark.parametrize("review", ["policy", "judge"])
+def test_semantic_review_by_the_policy_or_a_judge(tmp_path, tiny_model_path, review):
+    """L4 with a real reviewer: the tiny model (as the policy, or as a judge in its own worker) answers no
+    strict yes/no, so a proposal that passed every earlier gate is refused at L4 with the answer recorded."""
+    run = tmp_path / "run"
+    train(run, "steps=2", "save_every=0", "selfplay=evoenv", "selfplay.generator_every=1",
+          f"selfplay.fixed_proposals=[{PROPOSALS / 'digit_squares.py'}]", f"selfplay.review={review}",
+          "selfplay.proposals=1", "selfplay.samples_per_proposal=2",
+          *([f"selfplay.judge_model={tiny_model_path}", "cluster.num_cpus=5"] if review == "judge" else []))
+    gen = metrics(run)[1]
+    assert gen["selfplay/gate/novelty/passed"] == 1 and gen["selfplay/gate/L4/passed"] == 0
+    logged = [json.loads(line) for line in (run / "proposals" / "step_000001.jsonl").read_text().splitlines()]
+    l4 = logged[0]["gates"][-1]
+    assert l4["gate"] == "L4" and not l4["passed"] and f"({review})" in l4["reason"]
+    assert "no strict yes/no" in l4["reason"] and "answer" in l4["details"]

@@ -93,20 +93,30 @@ class EvoEnv:
 
     # -- solver ---------------------------------------------------------------------
     def solver_instances(self, step: int, seeds: list[int]) -> list[dict]:
-        """One instance per seed, each from an active environment drawn with weights toward p near 0.5."""
-        active = self.library.active()
-        weights = sampling_weights(active, self.sp.retire_window)
+        """One instance per seed, each from an active environment drawn with weights toward p near 0.5.
+        An environment whose sample() fails here is retired and its slots drawn again from the rest."""
         rng = random.Random(seeds[0] if seeds else step)
-        chosen = rng.choices(active, weights=weights, k=len(seeds))
-        by_env: dict[str, list[int]] = {}
-        for i, entry in enumerate(chosen):
-            by_env.setdefault(entry.name, []).append(i)
         out: list[dict | None] = [None] * len(seeds)
-        for name, idx in by_env.items():
-            entry = self.library.get(name)
-            difficulty = int(entry.calibration.get("difficulty", self.cfg.env.difficulty))
-            for i, inst in zip(idx, self.fleet.sample([seeds[i] for i in idx], difficulty, env_id=name)):
-                out[i] = {**inst, "env": name}
+        while any(x is None for x in out):
+            active = self.library.active()
+            todo = [i for i, x in enumerate(out) if x is None]
+            chosen = rng.choices(active, weights=sampling_weights(active, self.sp.retire_window), k=len(todo))
+            by_env: dict[str, list[int]] = {}
+            for i, entry in zip(todo, chosen):
+                by_env.setdefault(entry.name, []).append(i)
+            for name, idx in by_env.items():
+                entry = self.library.get(name)
+                difficulty = int(entry.calibration.get("difficulty", self.cfg.env.difficulty))
+                try:
+                    instances = self.fleet.sample([seeds[i] for i in idx], difficulty, env_id=name)
+                except Exception as e:
+                    if len(active) <= 1:
+                        raise
+                    print(f"evoforge: retiring {name!r}: sample() failed: {_short(e)}", flush=True)
+                    self.library.retire(name, step)
+                    continue
+                for i, inst in zip(idx, instances):
+                    out[i] = {**inst, "env": name}
         return out
 
     def record_solver(self, step: int, envs: list[str], rewards: list[float]) -> dict:
@@ -220,9 +230,12 @@ class EvoEnv:
             if p.alive:  # loaded on every executor for the gates that sample and score it
                 info = gates[0].get("details", {}).get("info", {})
                 p.name = str(info.get("name") or "env")
-                self.fleet.load(p.env_id, p.source)
-                inst = self.fleet.sample([11, 12, 13], self.sp.gate_difficulties[0], env_id=p.env_id)
-                p.prompts = [i["prompt"] for i in inst]
+                try:
+                    self.fleet.load(p.env_id, p.source)
+                    inst = self.fleet.sample([11, 12, 13], self.sp.gate_difficulties[0], env_id=p.env_id)
+                    p.prompts = [i["prompt"] for i in inst]
+                except Exception as e:  # environment code failing now (e.g. a timeout) fails the proposal
+                    p.record(GateResult("novelty", False, f"could not sample instance prompts: {_short(e)}"))
 
     def _novelty(self, cfg: NoveltyConfig, proposals: list[Proposal]) -> None:
         library = self.library.all()
@@ -234,12 +247,18 @@ class EvoEnv:
         if not proposals:
             return
         d = self.sp.gate_difficulties[0]
-        questions = []
+        questions, asked = [], []
         for p in proposals:
-            inst = self.fleet.sample([step * 101 + 7], d, env_id=p.env_id)[0]
+            try:
+                inst = self.fleet.sample([step * 101 + 7], d, env_id=p.env_id)[0]
+            except Exception as e:
+                p.record(GateResult("L4", False, f"could not sample an instance to review: {_short(e)}"))
+                continue
+            asked.append(p)
             questions.append(self_review_prompt(p.source, inst["prompt"], inst["reference"],
                                                 max_chars=self.sp.example_chars * 2))
-        answers = self._ask(questions, step)
+        proposals = asked
+        answers = self._ask(questions, step) if questions else []
         for p, answer in zip(proposals, answers):
             verdict = parse_yes_no(answer)
             reason = {True: "the reviewer answered yes", False: "the reviewer answered no",
@@ -260,8 +279,12 @@ class EvoEnv:
     def _calibrate(self, proposals: list[Proposal], step: int) -> None:
         """L5: search the difficulty knob for a solver pass rate inside the band."""
         for p in proposals:
-            result, p.calibration = calibrate(lambda d: self.pass_rate(p.env_id, d, step), self.sp.difficulties,
-                                              self.sp.band)
+            try:
+                result, p.calibration = calibrate(lambda d: self.pass_rate(p.env_id, d, step),
+                                                  self.sp.difficulties, self.sp.band)
+            except Exception as e:  # sample() or score() of the environment failed at a difficulty
+                p.record(GateResult("L5", False, f"calibration failed: {_short(e)}"))
+                continue
             p.calibration.update(instances=self.sp.calibration_instances, rollouts=self.sp.calibration_rollouts)
             p.record(result)
 
@@ -352,6 +375,12 @@ def generator_reward(p: float | None, kind: str, partial_credit: float, gates_pa
     if p is None:
         return partial_credit * gates_passed
     return 1.0 - p if kind == "learnability" else min(p, 1.0 - p)
+
+
+def _short(error: Exception) -> str:
+    """The last line of an error (a Ray task error carries the remote traceback before it)."""
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
 
 
 def _fmt(tried: dict[int, float]) -> str:

@@ -141,3 +141,17 @@ def test_semantic_review_by_the_policy_or_a_judge(tmp_path, tiny_model_path, rev
     l4 = logged[0]["gates"][-1]
     assert l4["gate"] == "L4" and not l4["passed"] and f"({review})" in l4["reason"]
     assert "no strict yes/no" in l4["reason"] and "answer" in l4["details"]
+
+
+def test_environment_failing_during_calibration_is_refused_not_fatal(tmp_path):
+    """sample() raising at a difficulty L5 tries: the proposal fails L5 with the error, the run goes on."""
+    run = tmp_path / "run"
+    train(run, "steps=3", "save_every=0", "selfplay=evoenv", "selfplay.generator_every=1",
+          f"selfplay.fixed_proposals=[{PROPOSALS / 'fails_when_harder.py'}]", "selfplay.review=fixed_yes",
+          "selfplay.proposals=1", "selfplay.samples_per_proposal=2", "selfplay.difficulties=[4,5]",
+          "selfplay.band=[0.0,1.0]")
+    rows = metrics(run)
+    assert len(rows) == 3 and rows[1]["selfplay/gate/L4/passed"] == 1 and rows[1]["selfplay/gate/L5/passed"] == 0
+    logged = json.loads((run / "proposals" / "step_000001.jsonl").read_text().splitlines()[0])
+    l5 = logged["gates"][-1]
+    assert l5["gate"] == "L5" and "calibration failed" in l5["reason"] and "difficulty too high" in l5["reason"]

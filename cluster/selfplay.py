@@ -22,8 +22,9 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from cluster.validate import ConfigError
 from envs.gates import CheckConfig, GateResult
-from envs.library import Library, LibraryEntry, mastered, sampling_weights
+from envs.library import Library, LibraryEntry, LibraryError, mastered, sampling_weights
 from envs.novelty import NoveltyConfig, check_novelty, collapse_duplicates
 from envs.proposal import extract_source, generator_prompt, parse_yes_no, self_review_prompt
 from envs.registry import seed_environments
@@ -71,10 +72,13 @@ class EvoEnv:
                 self.library.seed_from_builtin(seed_environments())
             if cfg.env.library:
                 other = Path(cfg.env.library)
-                self.library.seed_from(other / LIBRARY_DIR if (other / LIBRARY_DIR).is_dir() else other)
+                try:
+                    self.library.seed_from(other / LIBRARY_DIR if (other / LIBRARY_DIR).is_dir() else other)
+                except LibraryError as e:
+                    raise ConfigError(f"env.library={cfg.env.library}: {e}") from None
         if not self.library.active():
-            raise ValueError("selfplay: the environment library is empty (selfplay.seed_library=false and no "
-                             "env.library to start from)")
+            raise ConfigError("selfplay: the environment library is empty (selfplay.seed_library=false and no "
+                              "env.library to start from)")
         for entry in self.library.active():
             self.fleet.load(entry.name, entry.source)
         self.judge = None

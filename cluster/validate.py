@@ -65,6 +65,8 @@ def validate(cfg) -> None:
                f"rollout.max_model_len={rc.max_model_len}")
         _check(not sp.heldout or "reasoning_gym" in cfg.env.sandbox.extra_imports,
                "selfplay.heldout runs Reasoning Gym tasks: add reasoning_gym to env.sandbox.extra_imports")
+        missing = [f for f in sp.fixed_proposals if not Path(f).is_file()]
+        _check(not missing, f"selfplay.fixed_proposals: no such file {missing[0] if missing else ''}")
         _check(not cfg.env.library or Path(cfg.env.library).is_dir(),
                f"env.library={cfg.env.library!r}: no such directory (a self-play run directory or its library/)")
         _check(cfg.env.kind == "file", "selfplay trains on its own environment library: env.kind must be 'file'")

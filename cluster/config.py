@@ -103,6 +103,10 @@ class AlgorithmConfig:
     # truncated importance sampling for the sampler/learner mismatch: pi_old is recomputed by the
     # learner and the pg term weighted by min(pi_old / pi_sampler, tis_cap); None = off
     tis_cap: Optional[float] = None
+    # a step where every advantage is zero (each prompt's samples scored alike) and kl_coef is 0 has an
+    # exactly zero policy gradient: skip its update and weight sync (the optimizer does not step either),
+    # as DAPO's dynamic sampling drops such prompts. False: run the (zero-gradient) update anyway
+    skip_zero_signal: bool = True
 
 
 @dataclass

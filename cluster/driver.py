@@ -143,14 +143,19 @@ class Driver:
         advantages = group_advantages(reward_t, group_ids, normalize_std=self.cfg.algorithm.normalize_std)
         for t, r, a in zip(trajectories, rewards, advantages.tolist()):
             t.reward, t.advantage = r, a
-        batch = collate(trajectories, pad_id=self.tokenizer.pad_token_id)
         t0 = time.perf_counter()
-        self.rollout.sleep()  # colocated engines free the GPU for the learner
-        learner = self.learners.update(batch, temperature, recompute_old=recompute_old)      # update
-        self.rollout.wake_up()
-        t1 = time.perf_counter()
-        self.version += 1
-        sync = self.sync_weights()                                                             # sync
+        algo = self.cfg.algorithm
+        if algo.skip_zero_signal and algo.kl_coef == 0 and not advantages.any():
+            # no prompt has a reward spread and there is no KL term: the gradient is exactly zero
+            learner, sync, t1, skipped = {}, {"bytes": 0}, t0, 1.0
+        else:
+            batch = collate(trajectories, pad_id=self.tokenizer.pad_token_id)
+            self.rollout.sleep()  # colocated engines free the GPU for the learner
+            learner = self.learners.update(batch, temperature, recompute_old=recompute_old)  # update
+            self.rollout.wake_up()
+            t1 = time.perf_counter()
+            self.version += 1
+            sync, skipped = self.sync_weights(), 0.0                                           # sync
         t2 = time.perf_counter()
         lengths = torch.tensor([len(t.response_ids) for t in trajectories], dtype=torch.float32)
         return {
@@ -165,6 +170,7 @@ class Driver:
             "logprob_gap/mean_abs": learner.get("logprob_gap/mean_abs", 0.0),
             "logprob_gap/max_abs": learner.get("logprob_gap/max_abs", 0.0),
             "weight_sync/seconds": t2 - t1, "weight_sync/bytes": sync["bytes"], "timing/update": t1 - t0,
+            "update/skipped": skipped,
         }
 
     # -- pieces -----------------------------------------------------------------

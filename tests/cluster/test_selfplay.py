@@ -114,16 +114,25 @@ def test_scripted_proposals_through_all_gates_rotation_and_resume(tmp_path):
         assert [r.get(key) for r in resumed] == [r.get(key) for r in rows], key
 
 
-def test_policy_proposals_from_the_tiny_model(tmp_path):
-    """The tiny model's own proposals: nothing parses as code; the run still trains the solver and reports."""
+@pytest.mark.parametrize("skip", [True, False])
+def test_policy_proposals_from_the_tiny_model(tmp_path, skip):
+    """The tiny model's own proposals: nothing parses as code; the run still trains the solver and reports.
+    Every reward is 0, so with algorithm.skip_zero_signal (default) no update runs and the policy version
+    stays; without it every step updates."""
     run = tmp_path / "run"
     train(run, "steps=2", "save_every=0", "selfplay=evoenv", "selfplay.generator_every=1",
-          "selfplay.proposals=2", "selfplay.samples_per_proposal=2", "selfplay.max_new_tokens=32")
+          "selfplay.proposals=2", "selfplay.samples_per_proposal=2", "selfplay.max_new_tokens=32",
+          f"algorithm.skip_zero_signal={str(skip).lower()}")
     rows = metrics(run)
     assert [r["episode"] for r in rows] == ["solver", "generator"]
     assert rows[1]["selfplay/proposals"] == 4 and rows[1]["selfplay/gate/parse/passed"] == 0
     assert rows[1]["selfplay/admitted"] == 0 and rows[1]["selfplay/library_size"] == 10
-    assert all(rows[0][f"solver/reward/{n}"] >= 0 for n in seed_environments() if f"solver/reward/{n}" in rows[0])
+    assert all(r["reward/mean"] == 0 for r in rows)
+    if skip:
+        assert [r["update/skipped"] for r in rows] == [1.0, 1.0] and [r["policy_version"] for r in rows] == [0, 0]
+        assert all(r["weight_sync/bytes"] == 0 for r in rows)
+    else:
+        assert [r["update/skipped"] for r in rows] == [0.0, 0.0] and [r["policy_version"] for r in rows] == [1, 2]
 
 
 @pytest.mark.parametrize("review", ["policy", "judge"])

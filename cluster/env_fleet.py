@@ -92,23 +92,23 @@ class EnvFleet:
         for n, item in enumerate(items):
             by_env.setdefault(item.get("env") or env_id or self.name, []).append(n)
         chunks = [(env, idx[c:c + cap]) for env, idx in by_env.items() for c in range(0, len(idx), cap)]
+        chunks = [(env, idx, [{"data": items[n]["data"], "response": items[n]["response"]} for n in idx])
+                  for env, idx in chunks]
         results: list[dict | None] = [None] * len(items)
         pending, queue_depth = {}, 0
         while chunks or pending:
-            busy = {i for i, _, _ in pending.values()}
+            busy = {i for i, *_ in pending.values()}
             for i in range(k):  # admission: one chunk of <= cap items in flight per executor
                 if i not in busy and chunks:
-                    env, idx = chunks.pop(0)
-                    chunk = [{"data": items[n]["data"], "response": items[n]["response"]} for n in idx]
-                    pending[self.executors[i].score.remote(env, chunk)] = (i, env, idx)
-            queue_depth = max(queue_depth, sum(len(c) for _, c in chunks))
+                    env, idx, chunk = chunks.pop(0)
+                    pending[self.executors[i].score.remote(env, chunk)] = (i, env, idx, chunk)
+            queue_depth = max(queue_depth, sum(len(idx) for _, idx, _ in chunks))
             done, _ = ray.wait(list(pending), num_returns=1)
-            i, env, idx = pending.pop(done[0])
+            i, env, idx, chunk = pending.pop(done[0])
             try:
                 out = ray.get(done[0])
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
-                out = self._retry(i, env, [{"data": items[n]["data"], "response": items[n]["response"]}
-                                           for n in idx], e)
+                out = self._retry(i, env, chunk, e)
             for n, r in zip(idx, out):
                 results[n] = r
         verdicts = Counter(r["verdict"] for r in results)

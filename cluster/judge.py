@@ -25,6 +25,3 @@ class Judge:
         out = ray.get(self.worker.generate.remote(prompts, sampling, 0))
         return [g[0].text for g in out["samples"]]
 
-
-def start_judge(cfg, model: str) -> Judge:
-    return Judge(cfg, model)

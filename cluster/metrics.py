@@ -5,6 +5,8 @@ import json
 import os
 from pathlib import Path
 
+from envs.gates import PROPOSAL_GATES
+
 
 class MetricsLog:
     def __init__(self, run_dir: Path, cfg, resolved_config: dict, start_step: int):
@@ -71,7 +73,6 @@ class Progress:
 def _selfplay_info(row: dict) -> str:
     text = f"library {row['selfplay/active']}/{row['selfplay/library_size']} active"
     if "selfplay/proposals" in row:
-        funnel = "/".join(str(row.get(f"selfplay/gate/{g}/passed", 0)) for g in ("parse", "L1", "L2", "L3",
-                                                                               "novelty", "L4", "L5"))
+        funnel = "/".join(str(row.get(f"selfplay/gate/{g}/passed", 0)) for g in PROPOSAL_GATES)
         text += f"  proposals {row['selfplay/proposals']} -> gates {funnel} -> admitted {row['selfplay/admitted']}"
     return text

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
-GATES = ("parse", "L1", "L2", "L3", "novelty", "L4", "L5")  # in the order proposals meet them
+from envs.gates import PROPOSAL_GATES
+
+GATES = PROPOSAL_GATES  # in the order proposals meet them
 EDGE_STEPS = 3  # solver reward before/after: mean of the first / last this many solver steps
 GATE_PREFIX, GATE_SUFFIX = "selfplay/gate/", "/passed"
 
@@ -135,8 +138,6 @@ def rejection_reasons(run_dir, top: int = 3) -> dict[str, list[tuple[str, int]]]
 
 def _generic(reason: str) -> str:
     """A reason with its specifics (line numbers, quoted names, numbers) blurred, so alike reasons group."""
-    import re
-
     reason = re.sub(r"line \d+", "line N", reason)
     reason = re.sub(r"'[^']*'", "'...'", reason)
     return re.sub(r"\d+(\.\d+)?", "N", reason)[:100]

@@ -18,19 +18,19 @@ per environment; environments above the band over a window retire (they stay in 
 """
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from cluster.validate import ConfigError
-from envs.gates import CheckConfig, GateResult
+from envs.gates import PROPOSAL_GATES as GATES, CheckConfig, GateResult
 from envs.library import Library, LibraryEntry, LibraryError, mastered, sampling_weights
 from envs.novelty import NoveltyConfig, check_novelty, collapse_duplicates
 from envs.proposal import extract_source, generator_prompt, parse_yes_no, self_review_prompt
 from envs.registry import seed_environments
 from trainers.models import encode_prompt
 
-GATES = ["parse", "L1", "L2", "L3", "novelty", "L4", "L5"]
 LIBRARY_DIR = "library"
 PROPOSALS_DIR = "proposals"
 
@@ -83,9 +83,9 @@ class EvoEnv:
             self.fleet.load(entry.name, entry.source)
         self.judge = None
         if self.sp.review == "judge":
-            from cluster.judge import start_judge
+            from cluster.judge import Judge
 
-            self.judge = start_judge(cfg, self.sp.judge_model)
+            self.judge = Judge(cfg, self.sp.judge_model)
         self.retire_above = self.sp.retire_above if self.sp.retire_above is not None else self.sp.band[1]
         self.fixed = [Path(p).read_text(encoding="utf-8") for p in self.sp.fixed_proposals]
 
@@ -210,8 +210,6 @@ class EvoEnv:
     def _write_proposals(self, step: int, proposals: list[Proposal]) -> None:
         """Every proposal of the step, admitted or not, with its response and gate reports:
         run_dir/proposals/step_NNNNNN.jsonl."""
-        import json
-
         folder = self.library.folder.parent / PROPOSALS_DIR
         folder.mkdir(exist_ok=True)
         with (folder / f"step_{step:06d}.jsonl").open("w") as f:
@@ -328,8 +326,6 @@ class EvoEnv:
     def heldout(self, tag: str, run_dir: Path) -> list[dict]:
         """Greedy accuracy of the current policy on `selfplay.heldout` tasks, fixed seeds; written to
         run_dir/eval_<tag>.json."""
-        import json
-
         from envs.registry import resolve_environment
 
         rows = []

@@ -20,6 +20,8 @@ from envs.sandbox.limits import ALLOWED_IMPORTS
 
 ESCAPE_HATCHES = {"__import__", "__subclasses__", "__globals__", "__builtins__", "__code__", "__closure__",
                   "__getattribute__", "eval", "exec", "compile", "open", "globals", "breakpoint", "input", "vars"}
+# every gate a proposed environment meets, in order (self-play adds parse, novelty, L4 and L5 around L1-L3)
+PROPOSAL_GATES = ("parse", "L1", "L2", "L3", "novelty", "L4", "L5")
 CONSTANT_ANSWERS = ["0", "1", "-1", "yes", "no", "true", "a", "[]", "[0]", "{}", "Answer: 0", "\\boxed{0}"]
 
 

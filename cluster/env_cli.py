@@ -18,7 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="run the static admission gates (L1-L3) on an environment file")
     check.add_argument("path", help="an environment .py file")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.add_argument("--backend", default="auto", help="sandbox backend: auto, bwrap, docker, process")
+    check.add_argument("--backend", default="auto", help="sandbox backend: auto (= bwrap), bwrap, docker, process")
+    check.add_argument("--allow-unisolated", action="store_true",
+                       help="with --backend process: run the file as a plain process, NOT isolated")
     check.add_argument("--seeds", type=int, default=8, help="instances per difficulty (default 8)")
     check.add_argument("--difficulties", default="1,2,3,5", help="comma-separated difficulties (default 1,2,3,5)")
     check.add_argument("--wall-s", type=float, default=5.0, help="wall-clock limit per sandboxed call")
@@ -97,9 +99,11 @@ def _check(args) -> int:
         return 2
     cfg = CheckConfig(seeds_per_difficulty=args.seeds, difficulties=difficulties, bound=args.bound)
     try:
-        pool = make_pool(args.backend, 2, Limits(wall_s=args.wall_s, cpu_s=max(1, int(args.wall_s))))
+        pool = make_pool(args.backend, 2, Limits(wall_s=args.wall_s, cpu_s=max(1, int(args.wall_s))),
+                         allow_unisolated=args.allow_unisolated)
     except SandboxUnavailable as e:
-        print(f"evoforge env check: {e}", file=sys.stderr)
+        print(f"evoforge env check: {str(e).replace('env.sandbox.allow_unisolated=true', '--allow-unisolated')}",
+              file=sys.stderr)
         return 2
     with pool:
         results = check_environment(source, pool, cfg)

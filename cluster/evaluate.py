@@ -135,7 +135,8 @@ def evaluate_backend(backend, tasks: Sequence[str], cfg, ev: EvalConfig | None =
     own_pool = pool is None
     if own_pool:
         limits = sandbox_limits(cfg.env.sandbox, [k for _, k, _ in resolved])
-        pool = make_pool(cfg.env.sandbox.backend, cfg.env.workers_per_executor, limits)
+        pool = make_pool(cfg.env.sandbox.backend, cfg.env.workers_per_executor, limits,
+                         allow_unisolated=cfg.env.sandbox.allow_unisolated)
     rows = []
     try:
         for env_id, _, source in resolved:
@@ -323,7 +324,7 @@ def main(argv: Sequence[str]) -> int:
     """`evoforge eval ...`: print the table (and write eval.output); one-line errors exit 1."""
     from envs.pool import PoolError
     from envs.registry import UnknownEnvironmentError
-    from envs.sandbox import SandboxUnavailable
+    from envs.sandbox import SandboxUnavailable, resolve_backend
     from trainers.models import ModelError
 
     if any(a in ("-h", "--help", "help") for a in argv):
@@ -332,6 +333,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         checkpoint, ev, overrides = parse_args(argv)
         cfg = compose_config(overrides)
+        resolve_backend(cfg.env.sandbox.backend, cfg.env.sandbox.allow_unisolated)  # before a model loads
         tasks = ev.tasks or [cfg.env.name]
         resolve_tasks(tasks, cfg.env.kind)
         label = checkpoint or f"model={cfg.model.name}"

@@ -43,12 +43,15 @@ def main(dcfg: DictConfig) -> float | None:
     from cluster.checkpoint import ResumeError, find_checkpoint
     from cluster.placement import PlacementError
     from envs.registry import UnknownEnvironmentError
+    from envs.sandbox import SandboxUnavailable, resolve_backend
     from trainers.models import ModelError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         cfg = OmegaConf.to_object(dcfg)
         validate(cfg)
+        if cfg.cluster.address is None:  # embedded: executors run on this machine; refuse before anything starts
+            resolve_backend(cfg.env.sandbox.backend, cfg.env.sandbox.allow_unisolated)
         if cfg.resume:  # continue in the run directory that holds the checkpoint
             fresh = run_dir
             run_dir = find_checkpoint(cfg.resume).parent.parent
@@ -63,7 +66,7 @@ def main(dcfg: DictConfig) -> float | None:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
         print(f"evoforge: run directory {run_dir}", flush=True)
         last = run(cfg, run_dir, resolved)
-    except (ConfigError, ModelError, PlacementError, ResumeError, UnknownEnvironmentError) as e:
+    except (ConfigError, ModelError, PlacementError, ResumeError, SandboxUnavailable, UnknownEnvironmentError) as e:
         print(f"evoforge: error: {e}", file=sys.stderr)
         output = Path(HydraConfig.get().runtime.output_dir)
         if output.is_dir() and all(f.name == "train.log" and f.stat().st_size == 0 for f in output.iterdir()):

@@ -7,8 +7,10 @@ size-capped tmpfs /tmp, a clean environment, and dies with its parent.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,10 +20,24 @@ ENVS_DIR = Path(__file__).resolve().parent.parent  # the `envs` package, mounted
 INSIDE = "/opt/evoforge"
 
 
+@functools.lru_cache(maxsize=1)
 def available() -> str | None:
-    """None when bubblewrap works here, else the reason it does not."""
+    """None when bubblewrap works here, else the reason it does not, in one line.
+
+    Installed is not enough: a container without user namespaces or a broken binary fails only when a
+    sandbox starts, so this starts one (the real argv, ~50 ms) and runs the interpreter in it."""
     if shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed (Debian package: bubblewrap)"
+    argv = bwrap_argv(Limits())[:-3] + ["-c", "print('sandbox ok')"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={})
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"bubblewrap is installed but cannot start a sandbox here ({type(e).__name__}: {e})"
+    if proc.returncode != 0 or "sandbox ok" not in proc.stdout:
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        detail = lines[-1] if lines else f"exit code {proc.returncode}"
+        return (f"bubblewrap is installed but cannot start a sandbox here ({detail}; a container without user "
+                "namespaces needs --privileged)")
     return None
 
 
@@ -32,7 +48,7 @@ def _python_paths() -> list[str]:
 
 
 def bwrap_argv(limits: Limits) -> list[str]:
-    argv = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+    argv = [shutil.which("bwrap") or "bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--clearenv",
             "--ro-bind", "/usr", "/usr"]
     for link in ("bin", "lib", "lib64", "sbin"):

@@ -42,3 +42,12 @@ def ray_local():
              configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     yield ray
     ray.shutdown()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line for the Docker backend's tests when Docker cannot run here (they skip only then)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "docker" in getattr(r, "keywords", {})]
+    if skipped:
+        reason = skipped[0].longrepr[2] if isinstance(skipped[0].longrepr, tuple) else str(skipped[0].longrepr)
+        terminalreporter.write_line(f"Docker sandbox backend: {len(skipped)} tests skipped: "
+                                    f"{reason.removeprefix('Skipped: ')}", yellow=True)

@@ -118,8 +118,7 @@ def test_datasets_run_in_the_bwrap_sandbox():
     """Reasoning Gym is a trusted extra import: its lazy submodules and data files work under bubblewrap."""
     from envs.sandbox import Limits, bwrap, make_pool
 
-    if bwrap.available():
-        pytest.skip(bwrap.available())
+    assert bwrap.available() is None, f"{bwrap.available()} (`make test` installs it: scripts/system-deps.sh)"
     with make_pool("bwrap", 1, Limits(extra_imports=["reasoning_gym"], memory_mb=4096, wall_s=30, cpu_s=30)) as pool:
         for dataset in ("chain_sum", "word_sorting"):  # word_sorting reads reasoning_gym/data/
             name, source = resolve(dataset)

@@ -2,15 +2,43 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import uuid
 
 import ray
+
+from cluster.reaper import MARKER
 
 # Actors inherit these: CPU DeepSpeed, quiet tokenizers, no wandb network.
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 
+# One watchdog and one cluster id per driver process (a forked child gets its own).
+_reaper: subprocess.Popen | None = None
+_cluster_id: str | None = None
+_owner_pid: int | None = None
+
 
 def project_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _watch_embedded_cluster() -> str:
+    """The id that marks this driver's embedded cluster, with a cluster.reaper watching the driver.
+
+    Ray binds gcs_server, raylet and the log monitor to the driver (PR_SET_PDEATHSIG), but not what the
+    raylet starts: after a SIGKILL the dashboard and runtime-env agents, workers and their children outlive
+    the driver (a minute and more). The reaper, in a session of its own, kills whatever carries the id once
+    the driver has exited, however it exited."""
+    global _reaper, _cluster_id, _owner_pid
+    if _owner_pid != os.getpid():
+        _cluster_id, _reaper, _owner_pid = uuid.uuid4().hex, None, os.getpid()
+    if _reaper is None or _reaper.poll() is not None:
+        env = {k: v for k, v in os.environ.items() if k != MARKER}  # the reaper itself carries no marker
+        _reaper = subprocess.Popen([sys.executable, "-E", "-s", "-m", "cluster.reaper", str(os.getpid()), _cluster_id],
+                                   cwd=project_root(), env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return _cluster_id
 
 
 def start_ray(cfg) -> None:
@@ -20,11 +48,24 @@ def start_ray(cfg) -> None:
     env = dict(WORKER_ENV)
     if cfg.address is None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root(), os.environ.get("PYTHONPATH")]))
-        ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, include_dashboard=False,
-                 _node_ip_address=cfg.node_ip, namespace=cfg.namespace,
-                 runtime_env={"env_vars": env}, log_to_driver=True, configure_logging=False)
+        # Every process the cluster starts inherits the marker (workers through the raylet); SPT_NOENV keeps
+        # setproctitle ("ray::IDLE", "ray::DashboardAgent") from overwriting it in /proc/PID/environ.
+        marks = {MARKER: _watch_embedded_cluster(), "SPT_NOENV": "1"}
+        saved = {k: os.environ.get(k) for k in marks}
+        os.environ.update(marks)
+        try:
+            ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, include_dashboard=False,
+                     _node_ip_address=cfg.node_ip, namespace=cfg.namespace,
+                     runtime_env={"env_vars": env}, log_to_driver=True, configure_logging=False)
+        finally:  # the driver's own later subprocesses are not the cluster's
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     else:
-        # Inside `ray job submit` the job's runtime_env (working_dir) already applies.
+        # Inside `ray job submit` the job's runtime_env (working_dir) already applies. Nothing of a cluster
+        # this driver joins carries its marker, so nothing of it is ever reaped.
         ray.init(address=cfg.address, namespace=cfg.namespace, log_to_driver=True)
 
 

@@ -44,7 +44,15 @@ def read_driver_state(folder: Path) -> dict:
     return json.loads((folder / DRIVER_FILE).read_text())
 
 
-def prune(run_dir: Path, keep: int) -> None:
-    done = sorted(c for c in (run_dir / "checkpoints").glob("step_*") if (c / DRIVER_FILE).exists())
-    for old in done[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+def prune(run_dir: Path, keep: int) -> list[Path]:
+    """Keep the newest ``keep`` complete checkpoints (keep <= 0: all). A folder without driver.json that is
+    older than the newest complete checkpoint is a save that never finished (a crash): it goes too.
+    Returns the deleted folders."""
+    folders = sorted((run_dir / "checkpoints").glob("step_*"))
+    done = [c for c in folders if (c / DRIVER_FILE).exists()]
+    old = done[:-keep] if keep > 0 else []
+    if done:
+        old += [c for c in folders if c not in done and c.name < done[-1].name]
+    for folder in old:
+        shutil.rmtree(folder, ignore_errors=True)
+    return old

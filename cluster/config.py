@@ -179,6 +179,11 @@ class SelfPlayConfig:
     fixed_proposals: list[str] = field(default_factory=list)
     heldout: list[str] = field(default_factory=list)  # Reasoning Gym tasks measured before and after
     heldout_instances: int = 16
+    # run_dir/proposals/ keeps the step files (every proposal with its response and gate reports) of the
+    # newest this many generator steps; older ones are deleted (0 = keep all). The report's rejection
+    # reasons stay whole (proposals/rejections.json counts the run). 500 steps of files are tens of MB at
+    # most with the defaults, and every run under ~2000 steps (generator_every=3) keeps all of them.
+    keep_proposals: int = 500
 
 
 @dataclass

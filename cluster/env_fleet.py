@@ -17,7 +17,7 @@ import ray
 from actors.env_executor import EnvExecutor
 from cluster.placement import bundle, on_bundle, reserve
 from envs.registry import resolve_environment
-from envs.sandbox import Limits
+from envs.sandbox import Limits, SandboxUnavailable
 
 RETRIES = 2
 
@@ -29,13 +29,20 @@ class EnvFleet:
         self.sources = {self.name: source}
         self.limits = asdict(Limits(**{k: getattr(ec.sandbox, k) for k in Limits.__dataclass_fields__}))
         self.pg = reserve("executor", [bundle(ec.cpus_per_executor, 0, ec.executor_resource)] * ec.num_executors, strategy)
-        self.executors = [self._start(i) for i in range(ec.num_executors)]
+        try:
+            self.executors = [self._start(i) for i in range(ec.num_executors)]
+        except SandboxUnavailable:
+            ray.util.remove_placement_group(self.pg)  # nothing is left reserved by a fleet that cannot start
+            raise
         self.replaced = 0
         self.verdicts: Counter = Counter()
 
     def _start(self, i: int):
         actor = EnvExecutor.options(**on_bundle(self.pg, i), max_concurrency=4, max_restarts=0).remote(
-            i, self.ec.workers_per_executor, self.ec.sandbox.backend, self.limits)
+            i, self.ec.workers_per_executor, self.ec.sandbox.backend, self.limits, self.ec.sandbox.allow_unisolated)
+        if error := ray.get(actor.ready.remote())["error"]:  # e.g. a node without bubblewrap
+            ray.kill(actor)
+            raise SandboxUnavailable(error)
         ray.get([actor.load.remote(env_id, src) for env_id, src in self.sources.items()])
         return actor
 
@@ -63,10 +70,44 @@ class EnvFleet:
         ray.get([e.load.remote(env_id, source) for e in self.executors])
         self.sources[env_id] = source
 
+    def unload(self, env_ids: str | list[str]) -> None:
+        """Drop environments from every executor's sandboxes, and from what a replacement loads. An executor
+        found dead is left for the next call to replace (a replacement starts without them)."""
+        env_ids = [env_ids] if isinstance(env_ids, str) else list(env_ids)
+        if not env_ids:
+            return
+        for env_id in env_ids:
+            self.sources.pop(env_id, None)
+        refs = [e.unload.remote(env_ids) for e in self.executors]
+        for ref in refs:
+            try:
+                ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+                pass  # dead: holds nothing any more
+
+    def loaded_counts(self) -> list[int | None]:
+        """Environments loaded on each executor (None for one that is dead)."""
+        return [None if s is None else s["loaded_envs"] for s in self._each("stats")]
+
+    def loaded(self) -> list[dict | None]:
+        """Per executor, the environment ids loaded in its pool and in each live worker (None: dead)."""
+        return self._each("loaded")
+
+    def _each(self, method: str) -> list:
+        refs = [getattr(e, method).remote() for e in self.executors]
+        out = []
+        for ref in refs:
+            try:
+                out.append(ray.get(ref))
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+                out.append(None)
+        return out
+
     def check(self, candidates: list[tuple[str, str]], check_cfg) -> list[list[dict]]:
         """Admission gates L1-L3 for (env_id, source) candidates, spread over the executors.
         Returns each candidate's gate results (dicts), in order; a candidate that passes stays loaded on
-        the executor that checked it only (call `load` to admit it everywhere)."""
+        the executor that checked it only (call `load` to admit it everywhere, `unload` to drop it), one that
+        fails is unloaded there."""
         k = len(self.executors)
         refs = [self.executors[j % k].check.remote(env_id, source, check_cfg)
                 for j, (env_id, source) in enumerate(candidates)]

@@ -16,14 +16,21 @@ Reads `run_dir/metrics.jsonl` (one row per step) and, when present, `run_dir/eva
 Counts (proposals, passes, admitted, retired) are per step and summed over the run; library_size is
 a level. A key absent from every row counts as zero (counts) or is left out (levels, rewards).
 
+Why proposals were rejected comes from `run_dir/proposals/`: `rejections.json`, the run's counts of
+first-failed-gate reasons that self-play keeps up to date (so they stay whole when old step files are
+pruned, `selfplay.keep_proposals`), plus any `step_NNNNNN.jsonl` newer than it (or all of them, for a
+run without it).
+
     python -m cluster.report RUN_DIR      prints the summary and writes RUN_DIR/plots/*.png
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 from envs.gates import PROPOSAL_GATES
@@ -31,6 +38,10 @@ from envs.gates import PROPOSAL_GATES
 GATES = PROPOSAL_GATES  # in the order proposals meet them
 EDGE_STEPS = 3  # solver reward before/after: mean of the first / last this many solver steps
 GATE_PREFIX, GATE_SUFFIX = "selfplay/gate/", "/passed"
+PROPOSALS_DIR = "proposals"  # run_dir/proposals/step_NNNNNN.jsonl: every proposal of one generator step
+REJECTIONS_FILE = "rejections.json"  # in PROPOSALS_DIR: the run's rejection counts (see new_rejections)
+MAX_REASONS = 50  # distinct reasons counted per gate; rarer ones merge into OTHER_REASONS
+OTHER_REASONS = "(other reasons)"
 
 
 def read_rows(run_dir) -> list[dict]:
@@ -120,20 +131,94 @@ def summarize(run_dir) -> dict:
 
 
 def rejection_reasons(run_dir, top: int = 3) -> dict[str, list[tuple[str, int]]]:
-    """Per gate, the most common reasons proposals failed it (from run_dir/proposals/*.jsonl)."""
-    counts: dict[str, dict[str, int]] = {}
-    for path in sorted((Path(run_dir) / "proposals").glob("step_*.jsonl")):
+    """Per gate, the most common reasons proposals failed it, over the whole run (read_rejections)."""
+    counts = read_rejections(Path(run_dir) / PROPOSALS_DIR)["counts"]
+    return {g: sorted(c.items(), key=lambda kv: -kv[1])[:top] for g, c in counts.items()}
+
+
+# -- the run's rejection counts, kept while proposal files are pruned -------------------------------
+def new_rejections() -> dict:
+    """Empty counts: {"format", "through_step" (the last step counted, -1: none), "proposals" (counted),
+    "counts": {gate: {reason: proposals whose first failed gate and (blurred) reason these are}}}."""
+    return {"format": 1, "through_step": -1, "proposals": 0, "counts": {}}
+
+
+def count_rejections(counts: dict, records, step: int) -> dict:
+    """Add one step's proposal records (dicts with "gates") to ``counts``; returns it."""
+    for record in records:
+        counts["proposals"] += 1
+        failed = next((g for g in record.get("gates") or [] if not g.get("passed")), None)
+        if failed:
+            per_gate = counts["counts"].setdefault(str(failed.get("gate")), {})
+            reason = _generic(str(failed.get("reason", "")))
+            per_gate[reason] = per_gate.get(reason, 0) + 1
+            if len(per_gate) > MAX_REASONS:  # bounded: the rarest reason (not OTHER) merges into OTHER
+                rarest = min((r for r in per_gate if r != OTHER_REASONS), key=per_gate.get)
+                per_gate[OTHER_REASONS] = per_gate.get(OTHER_REASONS, 0) + per_gate.pop(rarest)
+    counts["through_step"] = max(counts["through_step"], int(step))
+    return counts
+
+
+def proposal_files(folder) -> list[Path]:
+    """The step files in ``folder``, oldest step first."""
+    folder = Path(folder)
+    return sorted(folder.glob("step_*.jsonl"), key=file_step) if folder.is_dir() else []
+
+
+def file_step(path: Path) -> int:
+    try:
+        return int(Path(path).stem.split("_", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def read_rejections(folder, before: int | None = None) -> dict:
+    """The counts in ``folder`` (a run's proposals/ or a checkpoint's): its REJECTIONS_FILE plus the step
+    files newer than that counted; only steps below ``before`` when given (the file is ignored if it
+    counted further)."""
+    folder = Path(folder)
+    counts = new_rejections()
+    try:
+        saved = json.loads((folder / REJECTIONS_FILE).read_text())
+        if isinstance(saved, dict) and isinstance(saved.get("counts"), dict) and \
+                (before is None or saved.get("through_step", -1) < before):
+            counts.update(saved)
+    except (OSError, ValueError):
+        pass  # none (an older run, or no generator step yet) or unreadable: count the files
+    for path in proposal_files(folder):
+        step = file_step(path)
+        if step <= counts["through_step"] or (before is not None and step >= before):
+            continue
+        records = []
         for line in path.read_text().splitlines():
             try:
-                gates = json.loads(line).get("gates") or []
+                records.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
-            failed = next((g for g in gates if not g.get("passed")), None)
-            if failed:
-                reason = _generic(str(failed.get("reason", "")))
-                per_gate = counts.setdefault(str(failed.get("gate")), {})
-                per_gate[reason] = per_gate.get(reason, 0) + 1
-    return {g: sorted(c.items(), key=lambda kv: -kv[1])[:top] for g, c in counts.items()}
+        count_rejections(counts, [r for r in records if isinstance(r, dict)], step)
+    return counts
+
+
+def write_rejections(folder, counts: dict) -> None:
+    """``counts`` to folder/REJECTIONS_FILE, atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{REJECTIONS_FILE}.", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(counts, f, indent=1, sort_keys=True)
+        os.replace(tmp, folder / REJECTIONS_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def prune_proposals(folder, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` step files (keep <= 0: keep all); returns the deleted ones."""
+    old = proposal_files(folder)[:-keep] if keep > 0 else []
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old
 
 
 def _generic(reason: str) -> str:

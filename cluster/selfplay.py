@@ -15,6 +15,10 @@ Generator episode (one step):
 
 Solver episode: prompts sampled from the active library, weighted toward p near 0.5; usage recorded
 per environment; environments above the band over a window retire (they stay in the library).
+
+The executors' sandboxes hold exactly the active library: a candidate is loaded under its candidate id
+only while its gates run (an admitted one is loaded again under its library name), and an environment
+that retires is unloaded.
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from cluster import report
+from cluster.checkpoint import read_driver_state
 from cluster.validate import ConfigError
 from envs.gates import PROPOSAL_GATES as GATES, CheckConfig, GateResult
 from envs.library import Library, LibraryEntry, LibraryError, mastered, sampling_weights
@@ -32,7 +38,7 @@ from envs.registry import seed_environments
 from trainers.models import encode_prompt
 
 LIBRARY_DIR = "library"
-PROPOSALS_DIR = "proposals"
+PROPOSALS_DIR = report.PROPOSALS_DIR
 
 
 @dataclass
@@ -81,6 +87,10 @@ class EvoEnv:
                               "env.library to start from)")
         for entry in self.library.active():
             self.fleet.load(entry.name, entry.source)
+        if self.fleet.name not in {e.name for e in self.library.active()}:  # env.name is not played here
+            self.fleet.unload(self.fleet.name)
+        self.proposals_dir = run_dir / PROPOSALS_DIR
+        self.rejections = self._start_rejections(resume_from)
         self.judge = None
         if self.sp.review == "judge":
             from cluster.judge import Judge
@@ -117,7 +127,7 @@ class EvoEnv:
                     if len(active) <= 1:
                         raise
                     print(f"evoforge: retiring {name!r}: sample() failed: {_short(e)}", flush=True)
-                    self.library.retire(name, step)
+                    self._retire(name, step)
                     continue
                 for i, inst in zip(idx, instances):
                     out[i] = {**inst, "env": name}
@@ -138,9 +148,20 @@ class EvoEnv:
             if len(self.library.active()) <= self.sp.min_active:
                 break
             if mastered(entry, self.retire_above, self.sp.retire_window, min_count=1):
-                self.library.retire(entry.name, step)
+                self._retire(entry.name, step)
                 retired += 1
-        return {**metrics, "selfplay/retired": retired, **self.library_metrics()}
+        return {**metrics, "selfplay/retired": retired, **self.library_metrics(), **self.fleet_metrics()}
+
+    def _retire(self, name: str, step: int) -> None:
+        """Out of the active set, and out of every executor's sandboxes (it stays in the library)."""
+        self.library.retire(name, step)
+        self.fleet.unload(name)
+
+    def fleet_metrics(self) -> dict:
+        """env/loaded: environments loaded in an executor's sandboxes (the most of any executor); equals
+        selfplay/active unless something leaks."""
+        counts = [c for c in self.fleet.loaded_counts() if c is not None]
+        return {"env/loaded": max(counts)} if counts else {}
 
     def library_metrics(self) -> dict:
         entries = self.library.all()
@@ -184,7 +205,17 @@ class EvoEnv:
         return f"```python\n{self.fixed[k % len(self.fixed)].rstrip()}\n```"
 
     def judge_proposals(self, step: int, proposals: list[Proposal]) -> dict:
-        """Run every gate in order (cheap first), admit survivors, set rewards; returns metrics."""
+        """Run every gate in order (cheap first), admit survivors, set rewards; returns metrics.
+        Every candidate id is unloaded at the end, whatever happened (admitted environments are loaded
+        under their library name)."""
+        try:
+            self._judge(step, proposals)
+        finally:
+            self.fleet.unload([p.env_id for p in proposals if p.env_id])
+        self._write_proposals(step, proposals)
+        return self.generator_metrics(proposals)
+
+    def _judge(self, step: int, proposals: list[Proposal]) -> None:
         for p in proposals:
             p.source = extract_source(p.text)
             p.record(GateResult("parse", p.source is not None,
@@ -204,19 +235,39 @@ class EvoEnv:
             self._reward(p)
             if p.alive and len(p.gates) == len(GATES):
                 self._admit(p, step)
-        self._write_proposals(step, proposals)
-        return self.generator_metrics(proposals)
 
     def _write_proposals(self, step: int, proposals: list[Proposal]) -> None:
         """Every proposal of the step, admitted or not, with its response and gate reports:
-        run_dir/proposals/step_NNNNNN.jsonl."""
-        folder = self.library.folder.parent / PROPOSALS_DIR
+        run_dir/proposals/step_NNNNNN.jsonl; the run's rejection counts (proposals/rejections.json, which
+        the report reads) take the step in, then only the newest `selfplay.keep_proposals` step files stay."""
+        folder = self.proposals_dir
         folder.mkdir(exist_ok=True)
+        records = [{"step": step, "group": p.group, "lineage": p.lineage, "response": p.text, "source": p.source,
+                    "gates": p.gates, "calibration": p.calibration, "reward": p.reward,
+                    "admitted_as": p.admitted_as} for p in proposals]
         with (folder / f"step_{step:06d}.jsonl").open("w") as f:
-            for p in proposals:
-                f.write(json.dumps({"step": step, "group": p.group, "lineage": p.lineage, "response": p.text,
-                                    "source": p.source, "gates": p.gates, "calibration": p.calibration,
-                                    "reward": p.reward, "admitted_as": p.admitted_as}) + "\n")
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+        report.count_rejections(self.rejections, records, step)
+        report.write_rejections(folder, self.rejections)
+        report.prune_proposals(folder, self.sp.keep_proposals)
+
+    def _start_rejections(self, resume_from: Path | None) -> dict:
+        """The run's rejection counts: empty, or as they were at the checkpoint (proposal files of the
+        steps after it belong to the abandoned rest of the run and go, as metrics rows do)."""
+        if resume_from is None:
+            return report.new_rejections()
+        first = int(read_driver_state(resume_from)["step"])
+        saved = resume_from / PROPOSALS_DIR
+        # a checkpoint written before the counts existed: count the run's files up to it
+        counts = report.read_rejections(saved if (saved / report.REJECTIONS_FILE).is_file() else self.proposals_dir,
+                                        before=first)
+        for path in report.proposal_files(self.proposals_dir):
+            if report.file_step(path) >= first:
+                path.unlink()
+        if self.proposals_dir.is_dir():
+            report.write_rejections(self.proposals_dir, counts)
+        return counts
 
     def _static_gates(self, step: int, proposals: list[Proposal]) -> None:
         # generated code gets the standard allowed imports only, whatever trusted libraries the sandbox
@@ -320,7 +371,7 @@ class EvoEnv:
         for gate in GATES:
             m[f"selfplay/gate/{gate}/passed"] = sum(
                 any(g["gate"] == gate and g["passed"] for g in p.gates) for p in proposals)
-        return {**m, **self.library_metrics()}
+        return {**m, **self.library_metrics(), **self.fleet_metrics()}
 
     # -- held-out accuracy (Reasoning Gym tasks nobody here wrote) ----------------------
     def heldout(self, tag: str, run_dir: Path) -> list[dict]:
@@ -339,13 +390,16 @@ class EvoEnv:
             out = self.rollout.generate(prompts, greedy, seed=0)
             items = [{"data": i["data"], "response": g[0].text} for i, g in zip(instances, out["samples"])]
             scores, _ = self.fleet.score(items, env_id=env_id)
+            self.fleet.unload(env_id)  # loaded for this measurement only
             rows.append({"task": task, "instances": len(scores), "accuracy": sum(scores) / len(scores),
                          "exact": sum(s >= 1.0 for s in scores) / len(scores)})
         (run_dir / f"eval_{tag}.json").write_text(json.dumps(rows, indent=2))
         return rows
 
     def save(self, folder: Path) -> None:
+        """The library and the run's rejection counts so far (the proposal files stay in run_dir)."""
         self.library.copy_to(folder / LIBRARY_DIR)
+        report.write_rejections(folder / PROPOSALS_DIR, self.rejections)
 
 
 def calibrate(rate_at, difficulties, band) -> tuple[GateResult, dict]:

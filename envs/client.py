@@ -142,3 +142,24 @@ class WorkerClient:
             raise WorkerFailed(resp.get("verdict", "error"), resp["error"])
         self.loaded[env_id] = source
         return resp["result"]
+
+    def unload(self, env_id: str, timeout_s: float) -> dict | None:
+        """Make the running process forget ``env_id``; never starts one (a fresh process holds nothing).
+
+        Returns the worker's answer ({"unloaded", "loaded"}), or None when no process is running. A
+        worker that fails or refuses the request is stopped: a stopped worker holds nothing either, so
+        ``env_id`` is gone whatever happens (the next call starts a fresh process).
+        """
+        self.loaded.pop(env_id, None)  # first: even a racing restart never counts it as loaded
+        proc = self.proc
+        if self.closed or proc is None or proc.poll() is not None:
+            return None
+        try:
+            resp = self.call({"op": "unload", "env_id": env_id}, timeout_s)
+        except WorkerFailed:  # call() stopped the process already
+            return None
+        if not resp["ok"]:  # e.g. an older worker without the op
+            self.restarts += 1
+            self.stop()
+            return None
+        return resp["result"]

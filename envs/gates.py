@@ -14,12 +14,35 @@ from __future__ import annotations
 import ast
 import random
 import string
+import sys
 from dataclasses import asdict, dataclass, field
 
 from envs.sandbox.limits import ALLOWED_IMPORTS
 
-ESCAPE_HATCHES = {"__import__", "__subclasses__", "__globals__", "__builtins__", "__code__", "__closure__",
-                  "__getattribute__", "eval", "exec", "compile", "open", "globals", "breakpoint", "input", "vars"}
+# Everything the static L1 check refuses, in one place. It is the cheap first filter: a clear reason
+# before anything runs. The sandbox's runtime guard (envs/sandbox/guard.py, an audit hook in every task)
+# refuses the operations themselves whatever route the code took, so this table need not be complete.
+REFUSED = {
+    # names refused anywhere, as a name or as an attribute: code execution, files, namespaces, frames
+    "names": frozenset({
+        "__import__", "__loader__", "__spec__", "__builtins__", "__globals__", "__code__", "__closure__",
+        "__subclasses__", "__getattribute__", "__dict__", "__self__", "__mro__", "__bases__", "__base__",
+        "eval", "exec", "compile", "open", "globals", "breakpoint", "input", "vars",
+        "tb_frame", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "gi_frame", "gi_code",
+        "cr_frame", "cr_code", "ag_frame", "ag_code", "co_code",
+    }),
+    # attributes (and `from m import name`) naming a module outside the allowed imports: every name in
+    # sys.stdlib_module_names except ALLOWED_IMPORTS and the pool's extra imports (typing.sys,
+    # dataclasses.inspect, json.codecs, dataclasses._thread...), plus these aliases of such modules
+    # inside allowed modules that are not named like one (tests/envs/test_hostile.py checks the list)
+    "module_aliases": frozenset({"_os", "_sys", "bltns"}),  # random._os, collections._sys, enum.bltns
+    # functions that reach an attribute by a name given at runtime: only as a direct call whose name
+    # argument(s) (position given here; None: all of them) are string literals that pass the rules above
+    "by_name": {"getattr": 1, "setattr": 1, "delattr": 1, "hasattr": 1, "attrgetter": None, "methodcaller": 0},
+    # also refused: imports outside ALLOWED_IMPORTS and the extra imports, relative imports, and private
+    # attributes (a leading underscore) of imported modules, e.g. random._os
+}
+ESCAPE_HATCHES = REFUSED["names"]  # the former name of the first row
 # every gate a proposed environment meets, in order (self-play adds parse, novelty, L4 and L5 around L1-L3)
 PROPOSAL_GATES = ("parse", "L1", "L2", "L3", "novelty", "L4", "L5")
 CONSTANT_ANSWERS = ["0", "1", "-1", "yes", "no", "true", "a", "[]", "[0]", "{}", "Answer: 0", "\\boxed{0}"]
@@ -42,35 +65,85 @@ class CheckConfig:
     extra_imports: list[str] = field(default_factory=list)
 
 
+def refused_module_names(extra_imports=()) -> frozenset[str]:
+    """Attribute names L1 refuses as modules: stdlib modules outside the allowed imports, and known aliases."""
+    allowed = set(ALLOWED_IMPORTS) | {m.split(".")[0] for m in extra_imports}
+    return frozenset(sys.stdlib_module_names - allowed) | REFUSED["module_aliases"]
+
+
 def static_problems(source: str, extra_imports=()) -> list[str]:
-    """Reasons the source is refused before it runs (empty list: none)."""
+    """Reasons the source is refused before it runs (empty list: none), in reading order; rules in REFUSED."""
     try:
         tree = ast.parse(source)
     except SyntaxError as e:
         return [f"syntax error at line {e.lineno}: {e.msg}"]
     allowed = set(ALLOWED_IMPORTS) | set(extra_imports)
-    modules, problems = set(), []
+    module_names, names, by_name = refused_module_names(extra_imports), REFUSED["names"], REFUSED["by_name"]
+    found: list[tuple[int, int, str]] = []
+
+    def refuse(node, why: str) -> None:
+        found.append((node.lineno, getattr(node, "end_col_offset", None) or 0, f"line {node.lineno}: {why}"))
+
+    def attribute_problem(attr: str, receiver: str | None = None) -> str | None:
+        if attr in names:
+            return f"attribute {attr!r} is not allowed"
+        if receiver is not None and attr.startswith("_"):
+            return f"private attribute {receiver}.{attr} is not allowed"
+        if attr in module_names:
+            return f"attribute {attr!r} is not allowed (it names a module outside the allowed imports)"
+        return None
+
+    modules, direct_calls = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
             modules.update(a.asname or a.name.split(".")[0] for a in node.names)
+            for a in node.names:
+                if a.name.split(".")[0] not in allowed:
+                    refuse(node, f"import of {a.name!r} is not allowed")
         elif isinstance(node, ast.ImportFrom):
-            names = [node.module or ""] if node.level == 0 else []
             if node.level:
-                problems.append(f"line {node.lineno}: relative import")
-        else:
-            names = []
-        problems += [f"line {node.lineno}: import of {n!r} is not allowed" for n in names
-                     if n.split(".")[0] not in allowed]
-        if isinstance(node, ast.Name) and node.id in ESCAPE_HATCHES:
-            problems.append(f"line {node.lineno}: use of {node.id!r} is not allowed")
-        if isinstance(node, ast.Attribute) and node.attr in ESCAPE_HATCHES:
-            problems.append(f"line {node.lineno}: attribute {node.attr!r} is not allowed")
-    for node in ast.walk(tree):  # private attributes of imported modules (e.g. random._os)
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules \
-                and node.attr.startswith("_"):
-            problems.append(f"line {node.lineno}: private attribute {node.value.id}.{node.attr} is not allowed")
-    return problems
+                refuse(node, "relative import")
+            elif (node.module or "").split(".")[0] not in allowed:
+                refuse(node, f"import of {node.module or ''!r} is not allowed")
+            else:  # `from m import name` reads an attribute of m
+                for a in node.names:
+                    if a.name != "*" and (why := attribute_problem(a.name, node.module)):
+                        refuse(node, why)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            fname = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if fname in by_name:
+                direct_calls.add(id(func))
+                at = by_name[fname]
+                if any(isinstance(a, ast.Starred) for a in node.args) or node.keywords and at is not None:
+                    refuse(node, f"{fname}() with unpacked or keyword arguments is not allowed")
+                    continue
+                picked = node.args if at is None else node.args[at:at + 1]
+                if not picked:
+                    refuse(node, f"{fname}() without an attribute name is not allowed")
+                for arg in picked:
+                    if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                        refuse(node, f"{fname}() with a name that is not a string literal is not allowed")
+                        continue
+                    receiver = None
+                    if at == 1 and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id in modules:
+                        receiver = node.args[0].id
+                    for part in arg.value.split(".") if fname == "attrgetter" else [arg.value]:
+                        if why := attribute_problem(part, receiver):
+                            refuse(node, f"{fname}(): {why}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if node.id in names:
+                refuse(node, f"use of {node.id!r} is not allowed")
+            elif node.id in by_name and id(node) not in direct_calls:
+                refuse(node, f"use of {node.id!r} other than a direct call with a literal name is not allowed")
+        elif isinstance(node, ast.Attribute):
+            receiver = node.value.id if isinstance(node.value, ast.Name) and node.value.id in modules else None
+            if why := attribute_problem(node.attr, receiver):
+                refuse(node, why)
+            elif node.attr in by_name and id(node) not in direct_calls:
+                refuse(node, f"use of {node.attr!r} other than a direct call with a literal name is not allowed")
+    return list(dict.fromkeys(why for _, _, why in sorted(found)))
 
 
 def _failure(result) -> str:

@@ -112,8 +112,12 @@ class SubprocessPool:
         def one(item):
             w = self._idle.get()
             try:
+                with self._lock:  # looked up again: unload() meanwhile must not be undone by a reload here
+                    current = self._sources.get(env_id)
+                if current is None:
+                    return WorkerFailed("error", f"environment {env_id!r} was unloaded")
                 # A restarted worker has nothing loaded; this reloads it.
-                w.ensure_loaded(env_id, source, self.timeout_s)
+                w.ensure_loaded(env_id, current, self.timeout_s)
                 resp = w.call({"env_id": env_id, **build(item)}, self.timeout_s)
                 return resp if resp["ok"] else WorkerFailed(resp.get("verdict", "error"), resp["error"])
             except WorkerFailed as f:
@@ -130,10 +134,35 @@ class SubprocessPool:
         try:
             info = self._on_all(lambda w: w.ensure_loaded(env_id, source, self.timeout_s, True))[0]
         except PoolError as e:
+            with self._lock:
+                known = env_id in self._sources
+            if not known:  # the workers where it did load must not keep it
+                self._on_all(lambda w: w.unload(env_id, self.timeout_s))
             raise PoolError(f"loading {env_id!r} failed: {e}") from None
         with self._lock:  # only after success, so a bad source never replaces a good one
             self._sources[env_id] = source
         return info
+
+    def unload(self, env_id: str) -> dict:
+        """Drop ``env_id`` from every worker and from the pool's own record, so a restarted worker does
+        not load it again; an id that is not loaded is a no-op. Never fails for a worker's sake: a
+        worker that cannot answer is stopped, which drops everything it held.
+        Returns {"unloaded": whether the pool had it, "loaded": environments left}."""
+        with self._lock:
+            self._stats["calls_unload"] += 1
+            known = self._sources.pop(env_id, None) is not None
+        self._on_all(lambda w: w.unload(env_id, self.timeout_s))
+        with self._lock:
+            return {"unloaded": known, "loaded": len(self._sources)}
+
+    def loaded(self) -> dict:
+        """What is loaded: {"pool": env ids this pool serves, "workers": env ids each live worker process
+        holds (None for a worker not running)}."""
+        with self._lock:
+            pool = sorted(self._sources)
+        workers = [sorted(w.loaded) if w.proc is not None and w.proc.poll() is None else None
+                   for w in self._workers]
+        return {"pool": pool, "workers": workers}
 
     def sample(self, env_id: str, seeds: list[int], difficulty: int) -> list[dict]:
         """Instance dicts {"env","seed","difficulty","data","prompt","reference"}
@@ -186,11 +215,11 @@ class SubprocessPool:
         return [w.proc.pid if w.proc is not None and w.proc.poll() is None else None for w in self._workers]
 
     def stats(self) -> dict:
-        """Counts of calls, items, score verdicts and worker restarts."""
+        """Counts of calls, items, score verdicts, worker restarts and loaded environments."""
         with self._lock:
-            s = Counter(self._stats)
-        return {"workers": self.size, "restarts": sum(w.restarts for w in self._workers),
-                "calls": {op: s[f"calls_{op}"] for op in ("load", "sample", "score")},
+            s, loaded = Counter(self._stats), len(self._sources)
+        return {"workers": self.size, "restarts": sum(w.restarts for w in self._workers), "loaded_envs": loaded,
+                "calls": {op: s[f"calls_{op}"] for op in ("load", "unload", "sample", "score")},
                 "items": {op: s[f"items_{op}"] for op in ("sample", "score")},
                 "verdicts": {v: s[f"verdict_{v}"] for v in VERDICTS}}
 

@@ -29,7 +29,13 @@ class Environment:
         a JSON-serialisable dict (the instance data); difficulty is an int >= 0.
       * ``prompt``, ``reference`` and ``score`` are pure functions of the
         instance data (as it comes back from a JSON round trip).
-      * ``score(reference(instance))`` should be 1.0; scores lie in [0, 1].
+      * ``score(instance, reference(instance))`` should be 1.0; scores lie in [0, 1].
+      * ``reference`` returns a response string, or just the answer as any JSON-serialisable
+        value (a number, a bool, a list or dict of those): the worker writes it in its one text
+        form (envs.parsing.answer_text: ints as ``str(x)``, integral floats as ints, bools as
+        "true"/"false", lists and dicts as one line of JSON) and wraps that as a response in the
+        environment's ``answer_format`` (``\\boxed{...}``, a ``` block, or the text alone) before
+        ``score`` sees it. None and values JSON cannot write are refused.
       * ``answer_format`` names how answers are written (see envs.parsing):
         "final_line", "boxed", "fenced", "auto" or "raw".
     """
@@ -46,8 +52,8 @@ class Environment:
         """Return the prompt text shown to the model."""
         raise NotImplementedError
 
-    def reference(self, instance: dict) -> str:
-        """Return a response text that scores 1.0."""
+    def reference(self, instance: dict):
+        """Return a response text that scores 1.0, or the answer as a JSON-serialisable value (see above)."""
         raise NotImplementedError
 
     def score(self, instance: dict, response: str) -> float:

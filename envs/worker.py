@@ -1,9 +1,10 @@
 """Worker process running untrusted environment code: ``python -m envs.worker``.
 
 Protocol: one JSON request per stdin line, one JSON response per stdout line.
-Request:  {"id": int, "op": "ping"|"load"|"sample"|"score", ...}
+Request:  {"id": int, "op": "ping"|"load"|"unload"|"sample"|"score", ...}
 Response: {"id": ..., "ok": bool, "result": ..., "error": str|None}
   load   {"env_id", "source"}            -> {"name", "description", "answer_format"}
+  unload {"env_id"}                      -> {"unloaded": bool, "loaded": int envs left}
   sample {"env_id", "seeds", "difficulty"} -> [{"seed","difficulty","data","prompt","reference"}]
   score  {"env_id", "items": [{"data", "response"}]} -> [float]; the response
          also carries "errors": [str|None] parallel to result. A failing item
@@ -17,6 +18,7 @@ import os
 import random
 import sys
 
+from envs.parsing import answer_text, format_answer
 from envs.protocol import load_environment
 
 
@@ -38,9 +40,13 @@ def _sample(env, seeds, difficulty) -> list[dict]:
         except (TypeError, ValueError) as e:
             raise ValueError(f"instance for seed {seed} is not JSON-serialisable: {e}") from None
         prompt, reference = env.prompt(data), env.reference(data)
-        for what, v in (("prompt", prompt), ("reference", reference)):
-            if not isinstance(v, str):
-                raise TypeError(f"{what}() must return a str, got {type(v).__name__} (seed {seed})")
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt() must return a str, got {type(prompt).__name__} (seed {seed})")
+        if not isinstance(reference, str):  # an answer value: its text form, as a response in the env's format
+            try:
+                reference = format_answer(answer_text(reference), getattr(env, "answer_format", "final_line"))
+            except TypeError as e:
+                raise TypeError(f"reference() returned a {type(reference).__name__} (seed {seed}): {e}") from None
         out.append({"seed": seed, "difficulty": difficulty, "data": data,
                     "prompt": prompt, "reference": reference})
     return out
@@ -69,9 +75,16 @@ def handle(req: dict, cache: dict) -> dict:
             resp["result"] = "pong"
         elif op == "load":
             env = load_environment(req["source"], filename=f"<env:{req['env_id']}>")
-            cache[req["env_id"]] = env
+            old, cache[req["env_id"]] = cache.get(req["env_id"]), env
+            if old is not None:  # a reload under the same id: the old module goes
+                sys.modules.pop(type(old).__module__, None)
             resp["result"] = {"name": env.name, "description": getattr(env, "description", ""),
                               "answer_format": getattr(env, "answer_format", "final_line")}
+        elif op == "unload":  # forget the instance and its module (load_environment registered it)
+            env = cache.pop(req["env_id"], None)
+            if env is not None:
+                sys.modules.pop(type(env).__module__, None)
+            resp["result"] = {"unloaded": env is not None, "loaded": len(cache)}
         elif op in ("sample", "score"):
             if req["env_id"] not in cache:
                 raise KeyError(f"environment {req['env_id']!r} is not loaded")

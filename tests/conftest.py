@@ -45,9 +45,12 @@ def ray_local():
 
 
 def pytest_terminal_summary(terminalreporter):
-    """One line for the Docker backend's tests when Docker cannot run here (they skip only then)."""
+    """One line for the Docker backend's skipped tests, by reason (Docker cannot run here, or not applicable)."""
+    from collections import Counter
+
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if "docker" in getattr(r, "keywords", {})]
-    if skipped:
-        reason = skipped[0].longrepr[2] if isinstance(skipped[0].longrepr, tuple) else str(skipped[0].longrepr)
+    reasons = Counter((r.longrepr[2] if isinstance(r.longrepr, tuple) else str(r.longrepr)).removeprefix("Skipped: ")
+                      for r in skipped)
+    if reasons:
         terminalreporter.write_line(f"Docker sandbox backend: {len(skipped)} tests skipped: "
-                                    f"{reason.removeprefix('Skipped: ')}", yellow=True)
+                                    + "; ".join(f"{why} ({n})" for why, n in reasons.most_common()), yellow=True)

@@ -63,7 +63,7 @@ def make_pool(backend: str, size: int, limits: Limits | None = None, allow_uniso
     scratch = tempfile.mkdtemp(prefix="evoforge-unisolated-")  # a clean environment: no secrets inherited
     return SubprocessPool(size, argv=[sys.executable, "-m", "envs.sandbox.zygote"], timeout_s=backstop,
                           env={"HOME": scratch, "TMPDIR": scratch, "PYTHONDONTWRITEBYTECODE": "1"},
-                          init_requests=init, isolated=False)
+                          init_requests=init, isolated=False, on_close=lambda: shutil.rmtree(scratch, True))
 
 
 __all__ = ["ALLOWED_IMPORTS", "BACKENDS", "HOW_TO_ISOLATE", "Limits", "SandboxUnavailable", "VERDICTS", "make_pool",

@@ -14,8 +14,8 @@ started, so no output is ever missed; it logs nothing to disk (log driver
 "none").
 
 :class:`DockerWorkerClient` has the interface of :class:`envs.client.WorkerClient`
-(``call``, ``ensure_loaded``, ``stop``, ``close``, ``loaded``, ``restarts``,
-``closed``), so :class:`envs.pool.SubprocessPool` can drive it. Containers are
+(``call``, ``ensure_loaded``, ``unload``, ``stop``, ``close``, ``loaded``,
+``restarts``, ``closed``), so :class:`envs.pool.SubprocessPool` can drive it. Containers are
 started *warm*: a client launches its container (and pings it, and sends the
 init requests) in the background as soon as it is made, and after a timeout
 or a death the broken container is force-removed and a replacement is started
@@ -507,8 +507,9 @@ class DockerWorkerClient:
             self._retire(proc)
             raise
 
-    # the same rule as for a process: a container handle answers poll() like Popen
+    # the same rules as for a process: a container handle answers poll() like Popen
     ensure_loaded = WorkerClient.ensure_loaded
+    unload = WorkerClient.unload  # a container that fails or refuses it is removed (and holds nothing)
 
     def stop(self, grace_s: float = 0.0) -> None:
         """Remove the current container now (force: a sandbox has nothing to flush, so ``grace_s``

@@ -36,6 +36,7 @@ def verdict_of_error(error: str | None) -> str:
         return "ok"
     if error.startswith("MemoryError"):
         return "memory"
-    if error.startswith(("ForbiddenImport", "PermissionError", "BlockingIOError")):
-        return "forbidden"  # refused by the sandbox: read-only files, signals, the process cap
+    if error.startswith(("forbidden:", "ForbiddenImport", "PermissionError", "BlockingIOError",
+                         "RuntimeError: can't start new thread")):
+        return "forbidden"  # refused by the sandbox: the runtime guard, read-only files, signals, the process cap
     return "error"

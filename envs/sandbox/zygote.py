@@ -20,6 +20,7 @@ import select
 import signal
 import time
 
+from envs.sandbox import guard
 from envs.sandbox.limits import ALLOWED_IMPORTS, Limits, verdict_of_error
 from envs.protocol import compile_source
 from envs.worker import handle
@@ -58,13 +59,24 @@ def _drop_privileges(limits: Limits) -> None:
 
 
 def _run_child(req: dict, sources: dict, limits: Limits, out_fd: int) -> None:
-    """In the forked child: drop privileges, load the environment, answer, exit."""
+    """In the forked child: drop privileges, guard the task, load the environment, answer, exit.
+
+    The child keeps only /dev/null on fds 0-2 and its result pipe (never the zygote's protocol pipes,
+    which environment code could otherwise write forged responses to). The runtime guard
+    (envs/sandbox/guard.py, an audit hook) is installed before any environment code runs; its scratch
+    directory is $TMPDIR or /tmp (the sandbox's tmpfs).
+    """
     try:
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
+        os.closerange(3, out_fd)
+        os.closerange(out_fd + 1, max(out_fd + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
         _drop_privileges(limits)
-        _guard_imports(set(ALLOWED_IMPORTS) | set(limits.extra_imports))
+        if os.environ.get(guard.SWITCH) != "off":
+            guard.install(out_fd, ALLOWED_IMPORTS, os.environ.get("TMPDIR") or "/tmp", limits.extra_imports)
+        else:  # set by the launcher, only to test the OS isolation on its own (tests/envs/test_sandbox.py)
+            _guard_imports(frozenset(ALLOWED_IMPORTS) | frozenset(limits.extra_imports))
         cache: dict = {}
         if req["op"] in ("sample", "score", "load"):
             env_id = req["env_id"]
@@ -190,6 +202,15 @@ def _verdict(req: dict, data: bytes, tripped: str | None, status: int, limits: L
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL) and not data:
         return {**base, "verdict": "timeout", "limit": f"cpu_s={limits.cpu_s}",
                 "error": f"task exceeded the CPU-time limit of {limits.cpu_s} s"}
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == guard.EXIT_FORBIDDEN:
+        try:  # the guard's own answer names the event; an answer the task forged before it was refused does not
+            first = json.loads(data)
+        except ValueError:
+            first = None
+        error = first.get("error") if isinstance(first, dict) else None
+        if not (isinstance(error, str) and error.startswith(guard.FORBIDDEN_PREFIX)):
+            error = "forbidden: the runtime guard ended the task after it had written an answer"
+        return {**base, "verdict": "forbidden", "limit": "sandbox policy", "error": error}
     try:
         resp = json.loads(data) if data else None
     except ValueError:
@@ -230,6 +251,10 @@ def serve(proto_in, proto_out) -> None:
                 for name in limits.extra_imports:
                     importlib.import_module(name)
                 resp = {"id": req.get("id"), "ok": True, "result": limits.to_dict(), "error": None, "verdict": "ok"}
+            elif op == "unload":  # tasks fork per request, so the source is all the zygote holds of an env
+                gone = sources.pop(str(req.get("env_id")), None) is not None
+                resp = {"id": req.get("id"), "ok": True, "result": {"unloaded": gone, "loaded": len(sources)},
+                        "error": None, "verdict": "ok"}
             else:
                 resp = run_task(req, sources, limits)
                 if op == "load" and resp.get("ok"):

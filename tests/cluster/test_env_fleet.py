@@ -84,3 +84,20 @@ def test_sandbox_worker_killed_mid_call_is_reported_and_restarted(fleet):
     stats = ray.get(fleet.executors[0].stats.remote())
     assert stats["restarts"] >= 1
     assert fleet.score(work[4:])[0] == [1.0] * 20  # the pool serves again
+
+
+def test_an_executor_without_a_sandbox_fails_the_fleet_in_one_line(ray_local, tmp_path):
+    """On a cluster the executors may sit on other nodes than the driver: the driver cannot check their
+    sandbox itself, so an executor that has none says so, naming itself and its node, and the fleet
+    raises that line (no actor-creation traceback). Here: the unisolated backend without its opt-in."""
+    from envs.sandbox import SandboxUnavailable
+    from ray.util.placement_group import placement_group_table
+
+    before = set(placement_group_table())
+    cfg = SimpleNamespace(env=EnvConfig(num_executors=1, cpus_per_executor=0.5,
+                                        sandbox=SandboxConfig(backend="process")))
+    with pytest.raises(SandboxUnavailable, match=r"^environment executor 0 on .+: env.sandbox.backend=process") as e:
+        EnvFleet(cfg, "PACK")
+    assert "\n" not in str(e.value) and "allow_unisolated=true" in str(e.value)
+    table = placement_group_table()
+    assert all(table[pg]["state"] == "REMOVED" for pg in set(table) - before)  # its reservation is released

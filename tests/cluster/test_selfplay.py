@@ -62,6 +62,9 @@ def test_scripted_proposals_through_all_gates_rotation_and_resume(tmp_path):
     for name in ("rewards.png", "library.png", "funnel.png"):
         assert (run / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [r["episode"] for r in rows] == ["solver", "generator", "solver", "generator"]
+    # the executors hold the active library only: judged candidates and retired environments are unloaded
+    assert all(r["env/loaded"] == r["selfplay/active"] for r in rows)
+    assert json.loads((run / "proposals" / "rejections.json").read_text())["proposals"] == 16
 
     gen = rows[1]  # 8 proposals: the 6 files, then digit_squares and broken_syntax again
     passed = {g: gen[f"selfplay/gate/{g}/passed"] for g in GATES}

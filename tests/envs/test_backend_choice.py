@@ -10,11 +10,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from envs import sandbox
 from envs.sandbox import Limits, SandboxUnavailable, bwrap, make_pool, resolve_backend
 from tests.conftest import ROOT, evoforge
 
@@ -74,6 +74,7 @@ def test_train_refuses_process_without_opt_in_in_one_line(tmp_path):
 
 def test_process_backend_with_the_opt_in_runs_in_a_clean_environment(monkeypatch):
     monkeypatch.setenv("EVOFORGE_TEST_SECRET", "s3cret")
+    scratches = set(Path(tempfile.gettempdir()).glob("evoforge-unisolated-*"))
     with pytest.warns(UserWarning, match="NOT isolated"):
         pool = make_pool("process", 1, Limits(), allow_unisolated=True)
     with pool:
@@ -89,6 +90,7 @@ class E:
 """.replace("__import__('os')", "__import__('random')._os"))
         # the environment sees no variable of the parent's (an allowed import would not hide one)
         assert pool.score("env", [{"data": {"x": 1}, "response": "EVOFORGE_TEST_SECRET"}])[0].score == 0.0
+    assert set(Path(tempfile.gettempdir()).glob("evoforge-unisolated-*")) == scratches  # its scratch is gone
 
 
 def test_auto_never_falls_back_to_process(monkeypatch, tmp_path):

@@ -1,3 +1,4 @@
+import sys
 import time
 
 import pytest
@@ -104,3 +105,62 @@ def test_close_leaves_no_children():
     assert all(proc.poll() is not None for proc in procs)
     with pytest.raises(PoolError):
         p.score("nasty", [])
+
+
+ECHO = """
+class Echo:
+    name = "echo"
+    def sample(self, rng, difficulty): return {"n": rng.randrange(10)}
+    def prompt(self, instance): return str(instance["n"])
+    def reference(self, instance): return str(instance["n"])
+    def score(self, instance, response): return float(response == str(instance["n"]))
+"""
+
+ONCE = """
+class Once:  # loads in the first process that tries (it creates a marker file), fails in every other
+    name = "once"
+    def __init__(self):
+        open({path!r}, "x").close()
+    def sample(self, rng, difficulty): return {{}}
+    def prompt(self, instance): return ""
+    def reference(self, instance): return ""
+    def score(self, instance, response): return 0.0
+"""
+
+
+@pytest.mark.parametrize("worker", ["envs.worker", "envs.sandbox.zygote"])
+def test_unload_drops_the_environment_everywhere(worker):
+    with SubprocessPool(2, argv=[sys.executable, "-m", worker], timeout_s=5.0) as p:
+        p.load("a", ECHO)
+        p.load("b", ECHO)
+        assert p.loaded() == {"pool": ["a", "b"], "workers": [["a", "b"], ["a", "b"]]}
+        assert p.unload("a") == {"unloaded": True, "loaded": 1}
+        assert p.unload("a") == {"unloaded": False, "loaded": 1}  # twice, or never loaded: a no-op
+        assert p.loaded() == {"pool": ["b"], "workers": [["b"], ["b"]]}
+        assert p.stats()["loaded_envs"] == 1 and p.stats()["calls"]["unload"] == 2
+        with pytest.raises(PoolError, match="not loaded"):
+            p.sample("a", [1], 0)
+        for w in p._workers:  # the processes themselves forgot it, not only the pool's record
+            resp = w.call({"op": "sample", "env_id": "a", "seeds": [1], "difficulty": 0}, 5.0)
+            assert not resp["ok"] and "not loaded" in resp["error"]
+        # a restarted worker loads what the pool serves, never an unloaded environment
+        p._workers[0].stop()
+        assert len(p.sample("b", [1, 2, 3, 4], 0)) == 4
+        assert p.loaded() == {"pool": ["b"], "workers": [["b"], ["b"]]}
+        # a stopped worker is not started just to unload
+        p._workers[1].stop()
+        p.unload("b")
+        assert p._workers[1].proc is None and p.loaded()["workers"][1] is None
+        p.load("a", ECHO)  # loading it again works as before
+        assert [i["seed"] for i in p.sample("a", [5, 6], 0)] == [5, 6]
+
+
+def test_failed_load_leaves_nothing_behind(tmp_path):
+    with SubprocessPool(2, timeout_s=5.0) as p:
+        with pytest.raises(PoolError, match="1/2 workers failed"):
+            p.load("once", ONCE.format(path=str(tmp_path / "marker")))
+        assert (tmp_path / "marker").exists()  # it did load in one worker ...
+        assert p.loaded() == {"pool": [], "workers": [[], []]}  # ... which unloaded it again
+        for w in p._workers:
+            resp = w.call({"op": "sample", "env_id": "once", "seeds": [1], "difficulty": 0}, 5.0)
+            assert not resp["ok"] and "not loaded" in resp["error"]

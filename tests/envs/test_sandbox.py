@@ -1,28 +1,44 @@
 """The hostile battery against every isolating backend on this machine, and the plain-process backend
 with benign code only. Hostile code bypasses the import guard on purpose (random._os, __import__ with
-forged globals): the OS isolation must hold on its own."""
+forged globals), and the runtime guard (envs/sandbox/guard.py) is off here (the zygote's launcher sets
+EVOFORGE_RUNTIME_GUARD=off): the OS isolation must hold on its own. tests/envs/test_hostile.py runs
+hostile code with the guard on."""
 import os
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
 
 from envs.registry import resolve_environment
+from envs.pool import SubprocessPool
 from envs.sandbox import Limits, make_pool
-from envs.sandbox import bwrap
+from envs.sandbox import bwrap, guard
 from tests.envs.conftest_docker import docker_daemon, sandbox_image  # noqa: F401 - fixtures
 
-BACKENDS = [pytest.param("bwrap", marks=pytest.mark.skipif(bwrap.available() is not None,
-                                                           reason=str(bwrap.available()))),
-            pytest.param("docker", marks=pytest.mark.docker)]
+# bubblewrap never skips: `make test` installs it, and without it make_pool fails naming what is missing
+BACKENDS = ["bwrap", pytest.param("docker", marks=pytest.mark.docker)]
 LIMITS = Limits(wall_s=2.0, cpu_s=1, memory_mb=256, nproc=16, tmp_mb=8, max_output_kb=64)
 
 
-def hostile(score_body: str, top: str = "") -> str:
+def unguarded_pool(backend: str, size: int, limits: Limits):
+    """make_pool(backend, size, limits), with the zygote's runtime guard off (guard.SWITCH)."""
+    init, backstop = [{"op": "limits", "limits": limits.to_dict()}], limits.wall_s + 10.0
+    if backend == "docker":
+        from envs.sandbox.docker_backend import make_docker_pool
+        return make_docker_pool(size, limits, backstop, init,
+                                environment={"EVOFORGE_OWN_PID_NAMESPACE": "1", guard.SWITCH: "off"})
+    argv = bwrap.bwrap_argv(limits)
+    at = len(argv) - 1 - argv[::-1].index(sys.executable)  # the zygote's command line starts here
+    argv[at:at] = ["--setenv", guard.SWITCH, "off"]
+    return SubprocessPool(size, argv=argv, timeout_s=backstop, env={}, init_requests=init, isolated=True)
+
+
+def hostile(score_body: str, top: str = "", header: str = "import random\nos = random._os") -> str:
+    """An environment whose score() runs ``score_body`` (and whose module runs ``header`` and ``top``)."""
     body = "\n".join("        " + line for line in score_body.strip().splitlines())
-    return f'''import random
-os = random._os
+    return f'''{header}
 {top}
 class Hostile:
     name = "hostile"
@@ -62,7 +78,7 @@ def pool(request):
     if request.param == "docker":  # a private dockerd and the locally built image (skips where impossible)
         _, base_url = request.getfixturevalue("docker_daemon")
         os.environ.update(DOCKER_HOST=base_url, EVOFORGE_SANDBOX_IMAGE=request.getfixturevalue("sandbox_image"))
-    p = make_pool(request.param, 2, LIMITS)
+    p = unguarded_pool(request.param, 2, LIMITS)
     p.backend = request.param
     yield p
     p.close()
@@ -144,7 +160,6 @@ def test_network_is_unreachable(pool, listener):
         listener.accept()  # nothing ever connected
 
 
-@pytest.mark.skipif(bwrap.available() is not None, reason=str(bwrap.available()))
 def test_network_namespace_is_empty(listener):
     """Even the sandbox's own trusted interpreter has no route to the host's loopback."""
     port = listener.getsockname()[1]
@@ -204,7 +219,7 @@ def test_pool_serves_correct_results_after_the_battery(pool):
 
 def test_process_backend_runs_benign_code_and_says_it_is_not_isolated():
     with pytest.warns(UserWarning, match="NOT isolated"):
-        p = make_pool("process", 1, LIMITS)
+        p = make_pool("process", 1, LIMITS, allow_unisolated=True)
     with p:
         assert p.isolated is False
         name, source = resolve_environment("subset_sum")

@@ -59,3 +59,55 @@ def test_subprocess_protocol_survives_prints():
     assert [r["ok"] for r in lines] == [True, True, False]
     assert lines[1]["result"] == [0.75]
     assert "noise" in out.stderr and "raw noise" in out.stderr
+
+
+ANSWERS = """
+import json
+from envs.parsing import extract_answer
+
+class Answers:
+    name = "answers"
+    answer_format = FORMAT
+    VALUES = [7, 3.0, 2.5, True, [1, 2.0, "a"], (4, 5), {"k": [1, None]}, "free text", {1, 2}, None, float("nan")]
+    def sample(self, rng, difficulty):
+        return {"i": difficulty}
+    def prompt(self, instance):
+        return "p"
+    def reference(self, instance):
+        return self.VALUES[instance["i"]]
+    def score(self, instance, response):
+        return float(extract_answer(response, self.answer_format) == self.expected(instance))
+    def expected(self, instance):
+        return ["7", "3", "2.5", "true", '[1, 2, "a"]', "[4, 5]", '{"k": [1, null]}', "free text"][instance["i"]]
+"""
+
+
+def test_reference_values_become_their_text_form_in_the_answer_format():
+    """reference() may return any JSON-serialisable answer: score() gets its one text form, written as
+    a response in the environment's answer_format (a str is used unchanged, as before)."""
+    wrapped = {"final_line": "{}", "raw": "{}", "auto": "{}", "boxed": "\\boxed{{{}}}", "fenced": "```\n{}\n```"}
+    for fmt, form in wrapped.items():
+        cache = {}
+        assert handle({"id": 1, "op": "load", "env_id": "a", "source": ANSWERS.replace("FORMAT", repr(fmt))},
+                      cache)["ok"]
+        refs = []
+        for i in range(8):
+            r = handle({"id": 2, "op": "sample", "env_id": "a", "seeds": [0], "difficulty": i}, cache)
+            assert r["ok"], r
+            refs.append(r["result"][0]["reference"])
+            if i == 7:
+                continue  # a str: the response as the env wrote it
+            s = handle({"id": 3, "op": "score", "env_id": "a",
+                        "items": [{"data": r["result"][0]["data"], "response": refs[-1]}]}, cache)
+            assert s["result"] == [1.0], (fmt, i, refs[-1], s)
+        texts = ["7", "3", "2.5", "true", '[1, 2, "a"]', "[4, 5]", '{"k": [1, null]}']
+        assert refs == [form.format(t) for t in texts] + ["free text"], (fmt, refs)
+
+
+def test_reference_values_json_cannot_write_are_refused_with_the_rule():
+    cache = {}
+    handle({"id": 1, "op": "load", "env_id": "a", "source": ANSWERS.replace("FORMAT", "'final_line'")}, cache)
+    for i, what in ((8, "set"), (9, "NoneType"), (10, "float")):
+        r = handle({"id": 2, "op": "sample", "env_id": "a", "seeds": [5], "difficulty": i}, cache)
+        assert not r["ok"] and f"reference() returned a {what} (seed 5)" in r["error"], r
+        assert "JSON-serialisable answer" in r["error"]

@@ -125,6 +125,16 @@ def load_environment(source: str, filename: str = "<env>") -> Environment:
         raise EnvironmentLoadError(
             f"exception while loading {_where(e, filename)}: {type(e).__name__}: {e}") from None
 
+    try:
+        return _instance_of(module, filename)
+    except EnvironmentLoadError:
+        del sys.modules[module_name]  # a long-lived worker keeps nothing of an environment that did not load
+        raise
+
+
+def _instance_of(module: types.ModuleType, filename: str) -> Environment:
+    """The one environment class defined in ``module``, instantiated."""
+    module_name = module.__name__
     found = [o for o in vars(module).values() if _is_candidate(o, module_name)]
     if any(issubclass(c, Environment) for c in found):
         found = [c for c in found if issubclass(c, Environment)]

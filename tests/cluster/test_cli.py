@@ -42,6 +42,7 @@ def test_cross_key_validation(tmp_path):
     (["rollout.colocate=true", "rollout.backend=vllm"], "rollout.colocate=true needs GPUs"),
     (["rollout.colocate=true", "rollout.backend=vllm", "rollout.gpus_per_worker=0.5", "learner.gpus_per_rank=0.5",
       "rollout.weight_sync=broadcast"], "NCCL cannot connect two processes on the same GPU"),
+    (["selfplay=evoenv", "selfplay.keep_proposals=-1"], "selfplay.keep_proposals=-1: a number of steps >= 0"),
 ])
 def test_weight_sync_and_colocate_validation(tmp_path, overrides, message):
     proc = evoforge("train", f"run_dir={tmp_path / 'r'}", *overrides)

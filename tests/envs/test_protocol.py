@@ -85,3 +85,15 @@ def test_instance_round_trip():
     inst = Instance("echo", 3, 1, {"x": 5}, "say 5", "5")
     d = inst.to_dict()
     assert Instance.from_dict({**d, "extra": 1}) == inst
+
+
+def test_a_failed_load_leaves_no_module_behind():
+    import sys
+
+    before = {m for m in sys.modules if m.startswith("_evoforge_env")}
+    for source in ("x = 1\n", "class A:\n    name = 'a'\n    def sample(self, r, d): pass\n"
+                   "    def prompt(self, i): pass\n    def reference(self, i): pass\n    def score(self, i, r): pass\n"
+                   "    def __init__(self): raise ValueError('no')\n"):
+        with pytest.raises(EnvironmentLoadError):
+            load_environment(source)
+    assert {m for m in sys.modules if m.startswith("_evoforge_env")} == before

@@ -97,17 +97,32 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=600)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--backends", default="bwrap,docker,process")
+    ap.add_argument("--backends", default="bwrap,bwrap-noguard,docker,process")
     args = ap.parse_args()
     with docker_daemon("docker" in args.backends.split(",")):
         run(args)
+
+
+def guard_off_pool():
+    """bubblewrap with the zygote's runtime guard (the audit hook) switched off: the peer that shows its cost."""
+    from envs.pool import SubprocessPool
+    from envs.sandbox import guard
+    from envs.sandbox.bwrap import bwrap_argv
+
+    limits = Limits(wall_s=10)
+    argv = bwrap_argv(limits)
+    at = argv.index("--chdir")
+    argv[at:at] = ["--setenv", guard.SWITCH, "off"]
+    return SubprocessPool(2, argv=argv, timeout_s=limits.wall_s + 10.0, env={}, isolated=True,
+                          init_requests=[{"op": "limits", "limits": limits.to_dict()}])
 
 
 def run(args) -> None:
     rows = []
     for backend in args.backends.split(","):
         try:
-            pool = make_pool(backend, 2, Limits(wall_s=10))
+            pool = guard_off_pool() if backend == "bwrap-noguard" else make_pool(
+                backend, 2, Limits(wall_s=10), allow_unisolated=backend == "process")  # benign code only
         except (SandboxUnavailable, Exception) as e:  # a backend this machine lacks is reported, not fatal
             rows.append((backend, "-", "unavailable", "", str(e).splitlines()[0][:60], ""))
             continue
@@ -125,7 +140,8 @@ def run(args) -> None:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     peer = 1000 / latency
-    best = max((float(r[2]) for r in rows if r[1] == "trivial" and r[5] == "yes"), default=0.0)
+    best = max((float(r[2]) for r in rows if r[1] == "trivial" and r[5] == "yes" and r[0] != "bwrap-noguard"),
+               default=0.0)  # what training gets: guarded
     print(f"\nisolated trivial executions/s vs a fresh subprocess per call: {best:.0f} vs {peer:.0f} "
           f"({best / peer:.1f}x); goal >= 300/s")
 

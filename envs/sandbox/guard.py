@@ -172,6 +172,11 @@ def _settings(scratch: str, extra_imports=()) -> tuple:
     if key not in _SETTINGS:
         roots, never = trusted_roots(extra_imports, scratch)
         real = os.path.realpath(scratch)
+        # what the sandbox binds in from the host (the interpreter, a venv, the envs package) can lie under the
+        # scratch directory, e.g. a checkout in /tmp: it stays outside the scratch rule, read only where trusted
+        bound = {form for path in (sys.prefix, sys.base_prefix, ENVS_DIR, *sys.path) if path
+                 for form in _forms(path)}
+        host_bound = tuple(sorted(b + "/" for b in bound if b.startswith(real + "/")))
         quotable = [r for r in roots + never if "'" not in r and "\\" not in r and r.isprintable()]
         _SETTINGS[key] = (
             real,
@@ -181,8 +186,9 @@ def _settings(scratch: str, extra_imports=()) -> tuple:
             tuple("'" + r + "/" for r in quotable if r in never) or ("\0",),
             frozenset(roots) | _LISTABLE | DEVICES_READ | {real},  # readable paths (folders to list, devices)
             real + "/",  # writable folder
-            tuple(r + "/" for r in roots if r.startswith(real + "/")) or ("\0",),  # never writable, though inside it
+            tuple(r + "/" for r in roots if r.startswith(real + "/")) + host_bound or ("\0",),  # never writable
             ascii(real),
+            host_bound or ("\0",),  # under the scratch directory but the host's: readable only where trusted
         )
     return _SETTINGS[key]
 
@@ -226,7 +232,7 @@ def _import_wrapper(allowed: frozenset, real_import):
 def _make_hook(out_fd: int, allowed: frozenset, settings: tuple):
     """The audit hook. Every name it uses is bound here, once: it reads no global and no builtin later."""
     (scratch, code_prefixes, never_prefixes, trusted_files, never_files, read_exact, write_prefix,
-     write_exceptions, scratch_text) = settings
+     write_exceptions, scratch_text, host_bound) = settings
     read_prefixes = code_prefixes + (write_prefix, NO_PYCACHE + "/")
     importlib_files = ("'<frozen importlib.",) + tuple(f[:-1] + "/importlib/" for f in trusted_files
                                                         if f.startswith("'/"))  # import machinery
@@ -334,7 +340,8 @@ def _make_hook(out_fd: int, allowed: frozenset, settings: tuple):
                     if not real.startswith(code_prefixes) or real.startswith(never_prefixes):
                         why = "native code from " + shown + " (outside the trusted folders)"
                 elif not (real in read_exact or real.startswith(read_prefixes)
-                          and not real.startswith(never_prefixes)):
+                          and not real.startswith(never_prefixes)
+                          and (not real.startswith(host_bound) or real.startswith(code_prefixes))):
                     why = "reading " + shown + " (outside the sandbox's read paths)"
 
             # the events refused when environment code raises them

@@ -189,9 +189,14 @@ def test_runtime_guard_refuses(pool, case):
     body, _, words = CASES[case]
     before = nobody_processes() if pool.backend == "bwrap" else set()
     r = score_once(pool, case, hostile(body))
-    assert (r.score, r.verdict) == (0.0, "forbidden"), r
-    assert words in r.error, r.error
-    assert TOKEN not in r.error
+    assert TOKEN not in (r.error or "")
+    if case == "read_host_secret_file" and pool.backend == "docker" and SECRET_FILE.is_relative_to("/tmp"):
+        # a checkout under /tmp: the secret's path lies in the container's own /tmp (its scratch), where
+        # the host's file does not exist at all
+        assert (r.score, r.verdict) == (0.0, "error") and "FileNotFoundError" in r.error, r
+    else:
+        assert (r.score, r.verdict) == (0.0, "forbidden"), r
+        assert words in r.error, r.error
     assert_host_untouched()
     if pool.backend == "bwrap":
         assert nobody_processes() <= before, "the task left processes running"

@@ -29,23 +29,6 @@ NOBODY = 65534
 MB = 1 << 20
 
 
-class ForbiddenImport(ImportError):
-    pass
-
-
-def _guard_imports(allowed: set[str]) -> None:
-    """Environment modules may import only allowed modules (their own imports, not the stdlib's)."""
-    real_import = builtins.__import__
-
-    def guarded(name, globals=None, locals=None, fromlist=(), level=0):
-        caller = (globals or {}).get("__name__", "")
-        if caller.startswith("_evoforge_env") and level == 0 and name.split(".")[0] not in allowed:
-            raise ForbiddenImport(f"import of {name!r} is not allowed in environment code")
-        return real_import(name, globals, locals, fromlist, level)
-
-    builtins.__import__ = guarded
-
-
 def _drop_privileges(limits: Limits) -> None:
     os.setsid()  # own process group: the whole task tree can be killed at once
     if os.getuid() == 0:
@@ -76,7 +59,8 @@ def _run_child(req: dict, sources: dict, limits: Limits, out_fd: int) -> None:
         if os.environ.get(guard.SWITCH) != "off":
             guard.install(out_fd, ALLOWED_IMPORTS, os.environ.get("TMPDIR") or "/tmp", limits.extra_imports)
         else:  # set by the launcher, only to test the OS isolation on its own (tests/envs/test_sandbox.py)
-            _guard_imports(frozenset(ALLOWED_IMPORTS) | frozenset(limits.extra_imports))
+            builtins.__import__ = guard._import_wrapper(frozenset(ALLOWED_IMPORTS) | frozenset(limits.extra_imports),
+                                                        builtins.__import__)  # no hook: it raises ForbiddenImport
         cache: dict = {}
         if req["op"] in ("sample", "score", "load"):
             env_id = req["env_id"]

@@ -2,7 +2,8 @@
 
 gloo on CPU, NCCL on GPU. Torch's AdamW is the default client optimizer so
 nothing is compiled at run time. Optional LoRA (PEFT) and a frozen reference
-model for the KL term. Rank 0 serves the weights for rollout sync.
+model (the KL term, DPO). Trains with any objective of trainers/objectives.py,
+by name. Rank 0 serves the weights for rollout sync.
 """
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from trainers.ds_config import deepspeed_config
 
 @ray.remote
 class LearnerWorker:
-    def __init__(self, rank: int, cfg, model_path: str, dtype: str, micro: int, gas: int, use_reference: bool):
+    def __init__(self, rank: int, cfg, model_path: str, dtype: str, micro: int, use_reference: bool):
+        """`micro`: DeepSpeed's train_micro_batch_size_per_gpu (bookkeeping: the number of micro steps,
+        hence gradient accumulation, is set per update); `use_reference`: load the frozen reference model
+        at setup (kl_coef > 0); otherwise it is loaded from `model_path` at the first call that needs it."""
         self.rank, self.cfg = rank, cfg
         self.on_gpu = torch.cuda.is_available() and bool(ray.get_gpu_ids())
         if not self.on_gpu:
@@ -29,7 +33,8 @@ class LearnerWorker:
             torch.set_num_threads(cfg.threads)
         # ZeRO calls torch.distributed APIs that torch marks deprecated, once per step
         warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
-        self.args = (model_path, dtype, micro, gas, use_reference)
+        self.args = (model_path, dtype, micro, use_reference)
+        self.ref = None
 
     def node_address(self) -> str:
         return ray.util.get_node_ip_address()
@@ -54,12 +59,12 @@ class LearnerWorker:
             # (the package attribute `deepspeed.comm.torch` is torch itself, hence importlib)
             importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
-        model_path, dtype, micro, gas, use_reference = self.args
+        model_path, dtype, micro, use_reference = self.args
         backend = self.cfg.backend if self.cfg.backend != "auto" else ("nccl" if self.on_gpu else "gloo")
         deepspeed.init_distributed(dist_backend=backend, init_method=init_method,
                                    rank=self.rank, world_size=self.cfg.world_size,
                                    auto_mpi_discovery=False, verbose=False)
-        device = torch.device("cuda", 0) if self.on_gpu else torch.device("cpu")
+        self.device = torch.device("cuda", 0) if self.on_gpu else torch.device("cpu")
         model = load_causal_lm(model_path, dtype)
         if self.cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -78,56 +83,91 @@ class LearnerWorker:
             optimizer = None
         else:
             raise ValueError(f"learner.optimizer={self.cfg.optimizer!r}: use torch_adamw or deepspeed_adam")
-        ds_cfg = deepspeed_config(self.cfg, micro, gas, bf16=(dtype == "bfloat16"))
+        self.micro = micro
+        ds_cfg = deepspeed_config(self.cfg, micro, 1, bf16=(dtype == "bfloat16"))
         if optimizer is None:
             ds_cfg["optimizer"] = {"type": "AdamW", "params": {"lr": self.cfg.lr, "betas": list(self.cfg.betas),
                                                                "weight_decay": self.cfg.weight_decay}}
         self.engine, *_ = deepspeed.initialize(model=model, model_parameters=params, optimizer=optimizer,
                                                config=ds_cfg, dist_init_required=False)
-        self.ref = None
         if use_reference:
-            self.ref = load_causal_lm(model_path, dtype).to(device).eval().requires_grad_(False)
-        self.device = device
+            self._reference()
         return {"rank": self.rank, "pid": os.getpid(), "backend": backend,
                 "trainable": sum(p.numel() for p in params)}
 
-    def train(self, plan, loss_cfg, temperature: float, recompute_old: bool = False) -> dict:
-        """Run this rank's mini-batches (one optimizer step each); returns averaged metrics.
+    def _reference(self):
+        """The frozen reference model: the run's initial weights (`model_path`), loaded once, so a resumed run
+        keeps the reference of its first start."""
+        if self.ref is None:
+            from trainers.models import load_causal_lm
 
+            model_path, dtype, *_ = self.args
+            self.ref = load_causal_lm(model_path, dtype).to(self.device).eval().requires_grad_(False)
+        return self.ref
+
+    def train(self, plan, objective: str, settings, temperature: float, recompute_old: bool = False) -> dict:
+        """Run this rank's mini-batches (one optimizer step each) with the named objective; returns this rank's
+        MetricAccumulator.result() (the group merges the ranks').
+
+        Every rank runs the same number k of micro steps per mini-batch (the plan pads); DeepSpeed's gradient
+        accumulation is set to k for each mini-batch and its boundary is the last micro step.
         The behaviour/learner logprob gap is measured before any optimizer step of the step (on the
         first mini-batch, or on all of them when pi_old is recomputed for truncated IS)."""
-        from trainers.grpo import micro_batch_loss, recompute_old_logprobs
+        from trainers.grpo import recompute_old_logprobs
+        from trainers.objectives import MetricAccumulator, get_objective
 
+        obj = get_objective(objective)
+        ref = self._reference() if obj.needs_reference(settings) else None
         self.engine.train()
-        totals: dict[str, float] = {}
-        count = 0
         start = time.perf_counter()
         minis_on_device = [[m.to(self.device) for m in minis] for minis in plan.minibatches]
         olds = None
-        if recompute_old or loss_cfg.tis_cap is not None:  # pi_old by the learner, before this step's updates
+        if obj.uses_behaviour_logprobs and (recompute_old or settings.policy.tis_cap is not None):
+            # pi_old by the learner, before this step's updates
             olds = [[recompute_old_logprobs(self.engine, m, temperature) for m in minis] for minis in minis_on_device]
-        gap: dict[str, list[float]] = {}
+        acc = MetricAccumulator(obj.normalised_metrics)
+        world = self.cfg.world_size
         for u, (minis, global_count) in enumerate(zip(minis_on_device, plan.global_counts)):
-            normalizer = max(global_count, 1.0) / (self.cfg.world_size * len(minis))
-            for k, micro in enumerate(minis):
-                loss, metrics = micro_batch_loss(self.engine, micro, loss_cfg, normalizer, temperature, self.ref,
-                                                 learner_old=olds[u][k] if olds else None)
+            k = len(minis)
+            self.engine.set_train_batch_size(self.micro * k * world)  # gradient accumulation = k micro steps
+            normalizer = max(global_count, 1.0) / (world * k)
+            for i, micro in enumerate(minis):
+                # the micro-step counter runs on across updates of different k: say where the boundary is
+                self.engine.set_gradient_accumulation_boundary(i == k - 1)
+                loss, metrics = obj.loss(self.engine, micro, settings, normalizer, temperature, ref,
+                                         learner_old=olds[u][i] if olds else None)
                 self.engine.backward(loss)
                 self.engine.step()
-                for key in [key for key in metrics if key.startswith("logprob_gap/")]:
-                    value = metrics.pop(key)
-                    if u == 0 or olds is not None:
-                        gap.setdefault(key, []).append(value)
-                for key, v in metrics.items():
-                    totals[key] = totals.get(key, 0.0) + v
-                count += 1
+                if u > 0 and olds is None:
+                    metrics = {key: v for key, v in metrics.items() if not key.startswith("logprob_gap/")}
+                acc.add(metrics, obj.metric_weight(micro))
+            acc.end_minibatch()
             norm = self.engine.get_global_grad_norm()
             if norm is not None:
-                totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(norm) * len(minis)
-        out = {k: v / max(count, 1) for k, v in totals.items()}
-        out.update({k: (max(v) if k.endswith("max_abs") else sum(v) / len(v)) for k, v in gap.items()})
-        out["lr"] = self.engine.get_lr()[0]
-        out["seconds"] = time.perf_counter() - start
+                acc.add_value("grad_norm", float(norm))
+        out = acc.result()
+        out["mean"]["lr"] = self.engine.get_lr()[0]
+        out["mean"]["seconds"] = time.perf_counter() - start
+        return out
+
+    @torch.no_grad()
+    def sequence_logprobs(self, plan, reference: bool = False) -> list[float]:
+        """Summed loss-masked response logprob (temperature 1) of each real row of this rank's plan, in order;
+        no optimizer step. Every rank runs the same number of forward passes (ZeRO-3 gathers)."""
+        from trainers.objectives import response_logprob_sums
+
+        model = self._reference() if reference else self.engine
+        was_training = self.engine.training
+        self.engine.eval()
+        out: list[float] = []
+        try:
+            for minis in plan.minibatches:
+                for micro in minis:
+                    micro = micro.to(self.device)
+                    sums = response_logprob_sums(model, micro, 1.0)
+                    out += [s for s, v in zip(sums.tolist(), micro.valid_rows().tolist()) if v > 0]
+        finally:
+            self.engine.train(was_training)
         return out
 
     def _full_state(self) -> dict[str, torch.Tensor]:

@@ -36,7 +36,7 @@ def measure(model: str, transport: str, repeats: int) -> tuple[float, int]:
                           algorithm=AlgorithmConfig(prompts_per_step=2),
                           rollout=RolloutConfig(num_workers=2, cpus_per_worker=0.5, threads=1, weight_sync=transport))
     pool = RolloutPool(cfg, path, "PACK")
-    learners = LearnerGroup(cfg, path, 8, "PACK")
+    learners = LearnerGroup(cfg, path, "PACK")
     times, nbytes = [], 0
     for version in range(1, repeats + 2):
         start = time.perf_counter()

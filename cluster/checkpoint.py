@@ -3,7 +3,10 @@
 run_dir/checkpoints/step_000010/
     deepspeed/      model + optimizer state of every rank (DeepSpeed's format)
     hf/             the policy in HF format (or a PEFT adapter for LoRA runs)
-    driver.json     driver state: next step, policy version, data position
+    policies/<name>/{deepspeed,hf}   the same per policy, in a run with `policies` (instead of the two above)
+    episodes/<kind>/ what an episode carries over a resume (e.g. the DPO held-out pairs)
+    library/, proposals/             self-play's library and rejection counts
+    driver.json     driver state: next step, every policy's version, reward baselines
 """
 from __future__ import annotations
 

@@ -90,6 +90,14 @@ class LearnerConfig:
 
 
 @dataclass
+class DPOConfig:
+    """Direct preference optimisation (the `dpo` objective)."""
+    beta: float = 0.1
+    loss_type: str = "sigmoid"  # sigmoid (DPO) | ipo
+    label_smoothing: float = 0.0  # conservative DPO: the probability that a pair's label is flipped
+
+
+@dataclass
 class AlgorithmConfig:
     name: str = "grpo"
     prompts_per_step: int = 8
@@ -107,6 +115,10 @@ class AlgorithmConfig:
     # exactly zero policy gradient: skip its update and weight sync (the optimizer does not step either),
     # as DAPO's dynamic sampling drops such prompts. False: run the (zero-gradient) update anyway
     skip_zero_signal: bool = True
+    dpo: DPOConfig = field(default_factory=lambda: DPOConfig())
+    # advantages: grouped by (role, prompt); ema_baseline > 0 also subtracts a per-role EMA of rewards
+    # (role-conditioned advantage estimation, SPIRAL) with this decay; 0 = off
+    ema_baseline: float = 0.0
 
 
 @dataclass
@@ -187,6 +199,26 @@ class SelfPlayConfig:
 
 
 @dataclass
+class JudgeConfig:
+    """A judge in the run's judge pool (judges.<name>), shared by every episode."""
+    kind: str = "generative"  # generative (an LLM + template + parser) | scalar (a reward model) | process (PRM)
+    model: str = "tiny"  # as model.name: tiny, smollm2, a local folder (scalar/process: a sequence-classification model)
+    dtype: str = "float32"
+    backend: str = "hf"  # generative: hf | vllm
+    chat_template: bool = False
+    template: str = "{question}"  # generative: the prompt, filled from each request's fields
+    parse: str = "yes_no"  # generative: yes_no | preference (A or B) | score (a number)
+    max_new_tokens: int = 8
+    step_separator: str = "\n"  # process: the response's steps are split by this
+    num_workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    threads: int = 1
+    timeout_s: float = 300.0  # per call; a call past it counts as a failure and is re-issued on a new worker
+    max_failures: int = 3  # failed attempts of one call before the run stops with an error naming the judge
+
+
+@dataclass
 class ClusterConfig:
     address: Optional[str] = None  # None: embedded local cluster; "auto" or host:port joins one
     num_cpus: Optional[int] = 4  # logical CPUs of the embedded cluster (accounting, not cores)
@@ -211,6 +243,38 @@ class LoggerConfig:
 
 
 @dataclass
+class PolicyConfig:
+    """One policy of a multi-policy run (policies.<name>): its own model, rollout pool and learner group.
+    Every key not given here comes from the run's top-level model, rollout and learner groups."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    placement_strategy: Optional[str] = None  # None: cluster.placement_strategy
+
+
+@dataclass
+class TaskEpisodeConfig:
+    """`task`: rollouts on the environment (or, in self-play, the library) -> scores -> the role's update."""
+    objective: str = "grpo"  # grpo (group-relative advantages) | dpo (online DPO on pairs from each prompt's group)
+    chosen: str = "best"  # dpo: best (the group's highest-scored response) | reference (the environment's answer)
+    pair_margin: float = 0.5  # dpo: a pair needs chosen score - rejected score >= this
+    heldout_pairs: int = 0  # dpo: pairs on held-out instances whose preference accuracy is logged each step
+
+
+@dataclass
+class DistillEpisodeConfig:
+    """`distill`: the teacher is trained with GRPO on its rollouts; the student learns (sft) the teacher's
+    best response to each prompt that scores at least min_reward (rejection-sampling distillation)."""
+    min_reward: float = 0.5
+
+
+@dataclass
+class EpisodesConfig:
+    task: TaskEpisodeConfig = field(default_factory=TaskEpisodeConfig)
+    distill: DistillEpisodeConfig = field(default_factory=DistillEpisodeConfig)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     rollout: RolloutConfig = MISSING
@@ -220,6 +284,15 @@ class TrainConfig:
     cluster: ClusterConfig = MISSING
     selfplay: SelfPlayConfig = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # Several policies in one run: policies.<name>.{model,rollout,learner} override the top-level groups for
+    # that policy. Empty: one policy ("policy") built from the top-level groups, as in a single-policy run.
+    policies: dict[str, Any] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)  # role -> policy name (unmapped roles: the only policy)
+    # episode kinds in order, repeated: a pure function of the step. Empty: [task], or in self-play
+    # selfplay.generator_every x task then evoenv
+    schedule: list[str] = field(default_factory=list)
+    episodes: EpisodesConfig = field(default_factory=EpisodesConfig)
+    judges: dict[str, Any] = field(default_factory=dict)  # judges.<name>: JudgeConfig keys; the run's judge pool
     seed: int = 0
     steps: int = 20
     save_every: int = 10  # 0 = only at the end
@@ -252,3 +325,36 @@ def to_dataclass(cfg: Any) -> TrainConfig:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+DEFAULT_POLICY = "policy"  # the one policy of a run without `policies`
+
+
+def resolve_judges(cfg) -> dict[str, JudgeConfig]:
+    """judges.<name> typed as JudgeConfig; unknown keys or wrong types name the judge."""
+    return {name: _typed(f"judges.{name}", JudgeConfig(), spec) for name, spec in cfg.judges.items()}
+
+
+def _typed(where: str, base, override):
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from cluster.validate import ConfigError
+
+    if not isinstance(override, dict):
+        raise ConfigError(f"{where}: a mapping of keys, got {override!r}")
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(base), override))
+    except OmegaConfBaseException as e:
+        first = str(e).strip().splitlines()[0]
+        key = f"{where}.{e.full_key}" if getattr(e, "full_key", None) else where
+        raise ConfigError(f"{key}: {first}") from None
+
+
+def resolve_policies(cfg) -> dict[str, PolicyConfig]:
+    """policies.<name> over the top-level model/rollout/learner groups, typed; a run without `policies`
+    has one policy built from the top-level groups. Unknown keys or wrong types name the policy."""
+    base = PolicyConfig(model=cfg.model, rollout=cfg.rollout, learner=cfg.learner)
+    if not cfg.policies:
+        return {DEFAULT_POLICY: base}
+    return {name: _typed(f"policies.{name}", base, override) for name, override in cfg.policies.items()}

@@ -41,6 +41,7 @@ mean response tokens).
 
   checkpoint=PATH        a run directory (latest checkpoint), a checkpoint folder (step_NNNNNN) or an
                          HF model folder; omitted: the base model of the model config
+  policy=NAME            the policy to evaluate, when the checkpoint holds several (policies/NAME/)
   eval.tasks=[a,b]       environments to evaluate (default: [env.name]); rg_<dataset> = Reasoning Gym
   eval.instances=32      instances per task
   eval.seed=1234         instance seeds derive from this only (held out from training)
@@ -66,6 +67,7 @@ class EvalConfig:
     max_new_tokens: int = 0  # 0: rollout.sampling.max_new_tokens
     batch: int = 16  # prompts per generate call
     output: Optional[str] = None  # write the results here as JSON
+    policy: Optional[str] = None  # which policy of a multi-policy checkpoint (`policy=<name>` on the command line)
 
 
 class EvalError(RuntimeError):
@@ -197,20 +199,29 @@ def evaluate(model_path: str, tasks: Sequence[str], cfg, ev: EvalConfig | None =
             backend.close()
 
 
-def checkpoint_model_dir(path: str) -> Path:
-    """The HF folder (full model or PEFT adapter) of a run directory, a checkpoint folder or an HF folder."""
+def checkpoint_model_dir(path: str, policy: str | None = None) -> Path:
+    """The HF folder (full model or PEFT adapter) of a run directory, a checkpoint folder or an HF folder;
+    of a multi-policy checkpoint, the named policy's (policies/<policy>/hf)."""
     from cluster.checkpoint import ResumeError, find_checkpoint
 
     p = Path(path).expanduser()
     if not p.exists():
         raise EvalError(f"checkpoint={path}: no such file or directory")
-    if _is_hf(p):
+    if _is_hf(p) and policy is None:
         return p
     try:
         ckpt = find_checkpoint(str(p))
     except ResumeError:
         raise EvalError(f"checkpoint={path}: not a run directory with a complete checkpoint, a checkpoint "
                         "folder (step_NNNNNN) or an HF model folder") from None
+    held = sorted(d.name for d in (ckpt / "policies").iterdir() if d.is_dir()) if (ckpt / "policies").is_dir() else []
+    if policy is not None:
+        if policy not in held:
+            raise EvalError(f"policy={policy}: {ckpt} holds " + (f"policies {', '.join(held)}" if held else
+                                                                    "one policy (omit policy=)"))
+        ckpt = ckpt / "policies" / policy
+    elif held:
+        raise EvalError(f"checkpoint={path}: {ckpt} holds several policies ({', '.join(held)}): pass policy=<name>")
     if not _is_hf(ckpt / "hf"):
         raise EvalError(f"checkpoint={path}: {ckpt} has no model in hf/ (config.json or adapter_config.json)")
     return ckpt / "hf"
@@ -221,7 +232,7 @@ def _is_hf(p: Path) -> bool:
 
 
 @contextmanager
-def model_source(checkpoint: str | None, model_cfg) -> Iterator[str]:
+def model_source(checkpoint: str | None, model_cfg, policy: str | None = None) -> Iterator[str]:
     """A folder `from_pretrained` loads: the checkpoint's model, its LoRA adapter merged into the base
     model (a temporary folder, removed on exit), or without a checkpoint the base model of `model_cfg`."""
     from trainers.models import prepare_model
@@ -229,7 +240,7 @@ def model_source(checkpoint: str | None, model_cfg) -> Iterator[str]:
     if not checkpoint:
         yield prepare_model(model_cfg)
         return
-    hf = checkpoint_model_dir(checkpoint)
+    hf = checkpoint_model_dir(checkpoint, policy)
     if not (hf / "adapter_config.json").is_file():
         yield str(hf)
         return
@@ -282,6 +293,8 @@ def parse_args(argv: Sequence[str]) -> tuple[Optional[str], EvalConfig, list[str
     for arg in argv:
         if arg.startswith("checkpoint="):
             checkpoint = arg.split("=", 1)[1] or None
+        elif arg.startswith("policy="):
+            ev_items.append(arg)
         elif arg.startswith("eval."):
             ev_items.append(arg[len("eval."):])
         else:
@@ -336,8 +349,10 @@ def main(argv: Sequence[str]) -> int:
         resolve_backend(cfg.env.sandbox.backend, cfg.env.sandbox.allow_unisolated)  # before a model loads
         tasks = ev.tasks or [cfg.env.name]
         resolve_tasks(tasks, cfg.env.kind)
-        label = checkpoint or f"model={cfg.model.name}"
-        with model_source(checkpoint, cfg.model) as path:
+        if ev.policy and not checkpoint:
+            raise EvalError(f"policy={ev.policy} needs checkpoint=<a multi-policy run or checkpoint>")
+        label = (checkpoint or f"model={cfg.model.name}") + (f" policy={ev.policy}" if ev.policy else "")
+        with model_source(checkpoint, cfg.model, ev.policy) as path:
             print(f"evoforge eval: {label} ({cfg.rollout.backend} backend, chat template "
                   f"{'on' if cfg.model.chat_template else 'off'}), seed {ev.seed}, difficulty {ev.difficulty}",
                   flush=True)

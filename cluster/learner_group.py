@@ -8,22 +8,30 @@ import ray
 
 from actors.learner_worker import LearnerWorker
 from cluster.placement import bundle, on_bundle, reserve
-from trainers.batch import Batch
+from trainers.batch import Trajectory, collate
 from trainers.grpo import plan_updates
 from trainers.losses import PolicyLossConfig
+from trainers.objectives import LossSettings, get_objective, merge_rank_metrics
+from trainers.preference import PreferenceConfig
 
 
 class LearnerGroup:
-    def __init__(self, cfg, model_path: str, samples_per_step: int, strategy: str):
-        lc, self.algo = cfg.learner, cfg.algorithm
-        local = samples_per_step // (lc.world_size * self.algo.updates_per_step)
-        self.micro = lc.micro_batch_size or local
-        gas = max(local // self.micro, 1)
-        self.pg = reserve("learner", [bundle(lc.cpus_per_rank, lc.gpus_per_rank)] * lc.world_size, strategy)
+    """One policy's learner ranks.
+
+    cfg: the run config (cfg.algorithm: loss settings; cfg.rollout.sampling.max_new_tokens: seq_sum's divisor);
+    learner: this policy's LearnerConfig (default cfg.learner); dtype: default cfg.model.dtype; name: the
+    placement group's role name, so that several policies' groups coexist.
+    """
+
+    def __init__(self, cfg, model_path: str, strategy: str, *, learner=None, dtype=None, name: str = "learner"):
+        lc = learner if learner is not None else cfg.learner
+        self.algo = cfg.algorithm
         self.world_size = lc.world_size
+        self.micro = lc.micro_batch_size  # max rows per micro batch; 0 = a rank's whole shard in one
+        self.pg = reserve(name, [bundle(lc.cpus_per_rank, lc.gpus_per_rank)] * lc.world_size, strategy)
         self.ranks = [
             LearnerWorker.options(**on_bundle(self.pg, r)).remote(
-                r, lc, model_path, cfg.model.dtype, self.micro, gas, self.algo.kl_coef > 0)
+                r, lc, model_path, dtype or cfg.model.dtype, lc.micro_batch_size or 1, self.algo.kl_coef > 0)
             for r in range(lc.world_size)
         ]
         nodes = set(ray.get([w.node_address.remote() for w in self.ranks]))
@@ -34,23 +42,44 @@ class LearnerGroup:
         else:  # ranks on several nodes: TCP store on rank 0's node
             host, port = ray.get(self.ranks[0].free_port.remote())
             self.info = self._setup(f"tcp://{host}:{port}")
-        self.loss_cfg = PolicyLossConfig(clip_low=self.algo.clip_low, clip_high=self.algo.clip_high,
-                                         aggregation=self.algo.aggregation, kl_coef=self.algo.kl_coef,
-                                         kl_estimator=self.algo.kl_estimator, tis_cap=self.algo.tis_cap,
-                                         max_tokens=cfg.rollout.sampling.max_new_tokens)
+        self.settings = LossSettings(
+            policy=PolicyLossConfig(clip_low=self.algo.clip_low, clip_high=self.algo.clip_high,
+                                    aggregation=self.algo.aggregation, kl_coef=self.algo.kl_coef,
+                                    kl_estimator=self.algo.kl_estimator, tis_cap=self.algo.tis_cap,
+                                    max_tokens=cfg.rollout.sampling.max_new_tokens),
+            dpo=PreferenceConfig(beta=self.algo.dpo.beta, loss_type=self.algo.dpo.loss_type,
+                                 label_smoothing=self.algo.dpo.label_smoothing))
 
     def _setup(self, init_method: str) -> list[dict]:
         return ray.get([w.setup.remote(init_method) for w in self.ranks])  # every rank joins at once
 
-    def update(self, batch: Batch, temperature: float, recompute_old: bool = False) -> dict:
-        """One step on every rank. recompute_old: pi_old is the learner's own logprobs (not the sampler's),
-        needed when samples were not drawn from the policy itself (CUTS) or for truncated IS."""
-        plans = plan_updates(batch, self.world_size, self.algo.updates_per_step, self.micro, self.algo.aggregation)
-        results = ray.get([w.train.remote(p, self.loss_cfg, temperature, recompute_old)
+    def update(self, trajectories: list[Trajectory], objective: str, temperature: float, pad_id: int,
+               recompute_old: bool = False) -> dict:
+        """One step on every rank with the named objective (grpo, dpo or sft) over any number of trajectories
+        (dpo: pairs, by pair_id/chosen). temperature: grpo scores at it (the sampling temperature); dpo and
+        sft score at 1. recompute_old (grpo): pi_old is the learner's own logprobs (not the sampler's),
+        needed when samples were not drawn from the policy itself (CUTS) or for truncated IS.
+        Returns the metrics averaged over ranks (grpo: loss, pg_loss, kl, clip_frac, ratio_mean, ratio_max,
+        logprob_gap/*; dpo: loss, dpo/*; sft: loss, sft/nll; every objective: grad_norm, lr, seconds)."""
+        obj = get_objective(objective)
+        obj.check(self.settings)
+        batch = obj.collate(trajectories, pad_id)
+        plans = plan_updates(batch, self.world_size, self.algo.updates_per_step, self.micro, obj.count(self.settings))
+        results = ray.get([w.train.remote(p, objective, self.settings, temperature, recompute_old)
                            for w, p in zip(self.ranks, plans)])
-        keys = set().union(*results)
-        return {k: (max(r.get(k, 0.0) for r in results) if k.endswith("max_abs") or k == "ratio_max"
-                    else sum(r.get(k, 0.0) for r in results) / len(results)) for k in keys}
+        return merge_rank_metrics(results)
+
+    def sequence_logprobs(self, trajectories: list[Trajectory], pad_id: int, reference: bool = False) -> list[float]:
+        """Each trajectory's summed loss-masked response logprob (temperature 1) under the current policy, or
+        the frozen reference (the run's initial weights); no optimizer step. In trajectory order."""
+        if not trajectories:
+            return []
+        batch = collate(trajectories, pad_id, require_behaviour=False)
+        plans = plan_updates(batch, self.world_size, 1, self.micro, "sequences")
+        results = ray.get([w.sequence_logprobs.remote(p, reference) for w, p in zip(self.ranks, plans)])
+        out = [x for r in results for x in r]
+        assert len(out) == len(trajectories)
+        return out
 
     def weights_ref(self, version: int, adapter_only: bool = False):
         """ObjectRef of rank 0's (manifest, buffer); every rank takes part (ZeRO-3 gathers)."""

@@ -55,19 +55,27 @@ class Progress:
 
     def update(self, row: dict) -> None:
         if self.bar is not None:
-            info = (f"reward {row['reward/mean']:.3f}  loss {row['loss']:+.4f}  "
-                    f"{row['rollout/tokens_per_s']:.0f} tok/s  {row['timing/step']:.2f} s/step")
+            info = (f"reward {_get(row, 'reward/mean'):.3f}  loss {_get(row, 'loss'):+.4f}  "
+                    f"{_get(row, 'rollout/tokens_per_s'):.0f} tok/s  {row['timing/step']:.2f} s/step")
             if "selfplay/library_size" in row:  # self-play: the episode, the gate funnel and the library
                 info = f"{row.get('episode', '')[:3]}  " + info + "  " + _selfplay_info(row)
             self.bar.update(self.task, completed=row["step"] + 1, info=info)
         else:
             extra = f" {row.get('episode', '')} {_selfplay_info(row)}" if "selfplay/library_size" in row else ""
-            print(f"step {row['step']}: reward {row['reward/mean']:.3f} loss {row['loss']:+.4f} "
+            print(f"step {row['step']}: {row.get('kind', '')} reward {_get(row, 'reward/mean'):.3f} "
+                  f"loss {_get(row, 'loss'):+.4f} "
                   f"{row['timing/step']:.2f}s{extra}", flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _get(row: dict, key: str) -> float:
+    """row[key], or in a row of several roles the first role's <role>/key (0 when absent)."""
+    if key in row:
+        return row[key]
+    return next((v for k, v in row.items() if k.endswith("/" + key) and isinstance(v, (int, float))), 0.0)
 
 
 def _selfplay_info(row: dict) -> str:

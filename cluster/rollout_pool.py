@@ -26,7 +26,7 @@ class VersionMismatch(RuntimeError):
 
 
 class RolloutPool:
-    def __init__(self, cfg, model_path: str, strategy: str):
+    def __init__(self, cfg, model_path: str, strategy: str, name: str = "rollout"):
         rc = self.rc = cfg.rollout
         self.model_path, self.dtype = model_path, cfg.model.dtype
         self.lora = cfg.learner.lora.rank
@@ -35,7 +35,7 @@ class RolloutPool:
             ("broadcast" if rc.gpus_per_worker > 0 and not rc.colocate else "object_store")
         self.version, self.weights_ref, self.restarts = 0, None, 0
         self.group_ready, self.learners = False, None
-        self.pg = reserve("rollout", [bundle(rc.cpus_per_worker, rc.gpus_per_worker)] * rc.num_workers, strategy)
+        self.pg = reserve(name, [bundle(rc.cpus_per_worker, rc.gpus_per_worker)] * rc.num_workers, strategy)
         self.workers = [self._start(i) for i in range(rc.num_workers)]
         ray.get([w.ready.remote() for w in self.workers])
 

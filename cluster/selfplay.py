@@ -35,7 +35,6 @@ from envs.library import Library, LibraryEntry, LibraryError, mastered, sampling
 from envs.novelty import NoveltyConfig, check_novelty, collapse_duplicates
 from envs.proposal import extract_source, generator_prompt, parse_yes_no, self_review_prompt
 from envs.registry import seed_environments
-from trainers.models import encode_prompt
 
 LIBRARY_DIR = "library"
 PROPOSALS_DIR = report.PROPOSALS_DIR
@@ -64,11 +63,12 @@ class Proposal:
 
 
 class EvoEnv:
-    """Owns the library; runs generator episodes and picks solver instances. Holds no model itself:
-    generation goes through the rollout pool (and an optional judge), sandboxed work through the fleet."""
+    """Owns the library; judges proposals and picks solver instances. Holds no model itself: the solver
+    role's policy runs the L5 calibration and the held-out measurement, the reviewer (a judge) answers
+    L4, and sandboxed work goes through the fleet."""
 
-    def __init__(self, cfg, run_dir: Path, fleet, rollout, tokenizer, resume_from: Path | None):
-        self.cfg, self.sp, self.fleet, self.rollout, self.tokenizer = cfg, cfg.selfplay, fleet, rollout, tokenizer
+    def __init__(self, cfg, run_dir: Path, fleet, solver, reviewer, resume_from: Path | None):
+        self.cfg, self.sp, self.fleet, self.solver, self.reviewer = cfg, cfg.selfplay, fleet, solver, reviewer
         folder = run_dir / LIBRARY_DIR
         if resume_from is not None:  # the library as it was at the checkpoint
             self.library = Library.load(resume_from / LIBRARY_DIR).copy_to(folder)
@@ -91,19 +91,7 @@ class EvoEnv:
             self.fleet.unload(self.fleet.name)
         self.proposals_dir = run_dir / PROPOSALS_DIR
         self.rejections = self._start_rejections(resume_from)
-        self.judge = None
-        if self.sp.review == "judge":
-            from cluster.judge import Judge
-
-            self.judge = Judge(cfg, self.sp.judge_model)
         self.retire_above = self.sp.retire_above if self.sp.retire_above is not None else self.sp.band[1]
-        self.fixed = [Path(p).read_text(encoding="utf-8") for p in self.sp.fixed_proposals]
-
-    # -- schedule ------------------------------------------------------------------
-    def is_generator_step(self, step: int) -> bool:
-        """k solver steps, then one generator step."""
-        k = self.sp.generator_every
-        return step % (k + 1) == k
 
     # -- solver ---------------------------------------------------------------------
     def solver_instances(self, step: int, seeds: list[int]) -> list[dict]:
@@ -170,25 +158,25 @@ class EvoEnv:
                 "selfplay/generated": sum(e.kind == "generated" for e in entries)}
 
     # -- generator ------------------------------------------------------------------
-    def generator_prompts(self, step: int) -> tuple[list[str], list[list[str]]]:
+    def generator_prompts(self, step: int, generator) -> tuple[list[str], list[list[str]]]:
         rng = random.Random(self.cfg.seed * 1_000_003 + step * 7)
         active = self.library.active()
         texts, lineages = [], []
         for _ in range(self.sp.proposals):
             examples = rng.sample(active, min(self.sp.examples, len(active)))
-            text, examples = self._fitting_prompt(examples)
+            text, examples = self._fitting_prompt(examples, generator)
             lineages.append([e.name for e in examples])
             texts.append(text)
         return texts, lineages
 
-    def _fitting_prompt(self, examples: list) -> tuple[str, list]:
+    def _fitting_prompt(self, examples: list, generator) -> tuple[str, list]:
         """The generator prompt, shortened (fewer, then shorter examples) until prompt + response fit the
-        engine's context (rollout.max_model_len)."""
-        budget = self.cfg.rollout.max_model_len - self.sp.max_new_tokens
+        generator's engine context (rollout.max_model_len)."""
+        budget = generator.max_model_len - self.sp.max_new_tokens
         chars = self.sp.example_chars
         while True:
             text = generator_prompt([(e.name, e.source) for e in examples], max_chars=chars)
-            tokens = len(encode_prompt(self.tokenizer, text, self.cfg.model.chat_template))
+            tokens = len(generator.encode(text))
             if tokens <= budget or chars < 200:
                 return text, examples
             if len(examples) > 1:
@@ -196,13 +184,9 @@ class EvoEnv:
             else:
                 chars //= 2
 
-    def generator_sampling(self):
-        return replace(self.cfg.rollout.sampling, n=self.sp.samples_per_proposal, max_new_tokens=self.sp.max_new_tokens,
+    def generator_sampling(self, generator):
+        return replace(generator.sampling, n=self.sp.samples_per_proposal, max_new_tokens=self.sp.max_new_tokens,
                        temperature=self.sp.temperature, cuts_fraction=0.0, stop=[])
-
-    def fixed_response(self, k: int) -> str:
-        """The k-th scripted proposal (stand-in for the policy's response), as a fenced source file."""
-        return f"```python\n{self.fixed[k % len(self.fixed)].rstrip()}\n```"
 
     def judge_proposals(self, step: int, proposals: list[Proposal]) -> dict:
         """Run every gate in order (cheap first), admit survivors, set rewards; returns metrics.
@@ -311,23 +295,12 @@ class EvoEnv:
             questions.append(self_review_prompt(p.source, inst["prompt"], inst["reference"],
                                                 max_chars=self.sp.example_chars * 2))
         proposals = asked
-        answers = self._ask(questions, step) if questions else []
+        answers = [r["text"] for r in self.reviewer.judge([{"question": q} for q in questions])] if questions else []
         for p, answer in zip(proposals, answers):
             verdict = parse_yes_no(answer)
             reason = {True: "the reviewer answered yes", False: "the reviewer answered no",
                       None: f"no strict yes/no in the review: {answer.strip()[:80]!r}"}[verdict]
             p.record(GateResult("L4", verdict is True, f"{reason} ({self.sp.review})", {"answer": answer[:500]}))
-
-    def _ask(self, questions: list[str], step: int) -> list[str]:
-        if self.sp.review == "fixed_yes":  # stand-in reviewer (tests, scripted runs)
-            return ["yes"] * len(questions)
-        sampling = replace(self.cfg.rollout.sampling, n=1, temperature=0.0, cuts_fraction=0.0,
-                           max_new_tokens=self.sp.review_max_new_tokens, stop=[])
-        prompts = [encode_prompt(self.tokenizer, q, self.cfg.model.chat_template) for q in questions]
-        if self.judge is not None:
-            return self.judge.ask(questions, sampling)
-        out = self.rollout.generate(prompts, sampling, seed=self.cfg.seed * 7919 + step)
-        return [g[0].text for g in out["samples"]]
 
     def _calibrate(self, proposals: list[Proposal], step: int) -> None:
         """L5: search the difficulty knob for a solver pass rate inside the band."""
@@ -345,9 +318,9 @@ class EvoEnv:
         """Mean solver score over N instances x n rollouts at one difficulty."""
         seeds = [step * 1009 + difficulty * 97 + i for i in range(self.sp.calibration_instances)]
         instances = self.fleet.sample(seeds, difficulty, env_id=env_id)
-        prompts = [encode_prompt(self.tokenizer, i["prompt"], self.cfg.model.chat_template) for i in instances]
-        sampling = replace(self.cfg.rollout.sampling, n=self.sp.calibration_rollouts, cuts_fraction=0.0)
-        out = self.rollout.generate(prompts, sampling, seed=self.cfg.seed * 31 + step * 7 + difficulty)
+        prompts = [self.solver.encode(i["prompt"]) for i in instances]
+        sampling = replace(self.solver.sampling, n=self.sp.calibration_rollouts, cuts_fraction=0.0)
+        out = self.solver.generate(prompts, sampling, seed=self.cfg.seed * 31 + step * 7 + difficulty)
         items = [{"data": inst["data"], "response": s.text} for inst, g in zip(instances, out["samples"]) for s in g]
         scores, _ = self.fleet.score(items, env_id=env_id)
         return sum(scores) / max(len(scores), 1)
@@ -380,14 +353,14 @@ class EvoEnv:
         from envs.registry import resolve_environment
 
         rows = []
-        greedy = replace(self.cfg.rollout.sampling, n=1, temperature=0.0, cuts_fraction=0.0)
+        greedy = replace(self.solver.sampling, n=1, temperature=0.0, cuts_fraction=0.0)
         for task in self.sp.heldout:
             env_id = f"heldout_{task}"
             if env_id not in self.fleet.sources:
                 self.fleet.load(env_id, resolve_environment(task, "reasoning_gym")[1])
             instances = self.fleet.sample(list(range(self.sp.heldout_instances)), 1, env_id=env_id)
-            prompts = [encode_prompt(self.tokenizer, i["prompt"], self.cfg.model.chat_template) for i in instances]
-            out = self.rollout.generate(prompts, greedy, seed=0)
+            prompts = [self.solver.encode(i["prompt"]) for i in instances]
+            out = self.solver.generate(prompts, greedy, seed=0)
             items = [{"data": i["data"], "response": g[0].text} for i, g in zip(instances, out["samples"])]
             scores, _ = self.fleet.score(items, env_id=env_id)
             self.fleet.unload(env_id)  # loaded for this measurement only

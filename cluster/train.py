@@ -41,6 +41,7 @@ def run(cfg, run_dir: Path, resolved: dict) -> dict:
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
 def main(dcfg: DictConfig) -> float | None:
     from cluster.checkpoint import ResumeError, find_checkpoint
+    from cluster.judges import JudgeFailed
     from cluster.placement import PlacementError
     from envs.registry import UnknownEnvironmentError
     from envs.sandbox import SandboxUnavailable, resolve_backend
@@ -66,7 +67,8 @@ def main(dcfg: DictConfig) -> float | None:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
         print(f"evoforge: run directory {run_dir}", flush=True)
         last = run(cfg, run_dir, resolved)
-    except (ConfigError, ModelError, PlacementError, ResumeError, SandboxUnavailable, UnknownEnvironmentError) as e:
+    except (ConfigError, JudgeFailed, ModelError, PlacementError, ResumeError, SandboxUnavailable,
+            UnknownEnvironmentError) as e:
         print(f"evoforge: error: {e}", file=sys.stderr)
         output = Path(HydraConfig.get().runtime.output_dir)
         if output.is_dir() and all(f.name == "train.log" and f.stat().st_size == 0 for f in output.iterdir()):

@@ -14,33 +14,25 @@ def _check(ok: bool, message: str) -> None:
 
 
 def validate(cfg) -> None:
-    a, lc, rc = cfg.algorithm, cfg.learner, cfg.rollout
-    samples = a.prompts_per_step * rc.sampling.n
+    from cluster.config import resolve_policies
+
+    a = cfg.algorithm
     _check(a.aggregation in ("token_mean", "seq_mean", "seq_sum"),
            f"algorithm.aggregation={a.aggregation!r}: use token_mean, seq_mean or seq_sum")
     _check(a.kl_estimator in ("k1", "k2", "k3"), f"algorithm.kl_estimator={a.kl_estimator!r}: use k1, k2 or k3")
-    _check(lc.zero_stage in (0, 1, 2, 3), f"learner.zero_stage={lc.zero_stage}: use 2 or 3 (0 and 1 also work)")
-    _check(lc.world_size >= 1, f"learner.world_size={lc.world_size}: must be at least 1")
-    _check(rc.num_workers >= 1, f"rollout.num_workers={rc.num_workers}: must be at least 1")
-    _check(rc.sampling.n >= 1, f"rollout.sampling.n={rc.sampling.n}: must be at least 1")
     _check(a.updates_per_step >= 1, f"algorithm.updates_per_step={a.updates_per_step}: must be at least 1")
-    per_update = lc.world_size * a.updates_per_step
-    _check(samples % per_update == 0,
-           f"algorithm.prompts_per_step * rollout.sampling.n = {samples} samples must split evenly over "
-           f"learner.world_size * algorithm.updates_per_step = {per_update}")
-    local = samples // per_update
-    _check(lc.micro_batch_size == 0 or local % lc.micro_batch_size == 0,
-           f"learner.micro_batch_size={lc.micro_batch_size} must divide the {local} samples each rank gets per update")
-    _check(rc.weight_sync in ("auto", "object_store", "broadcast"),
-           f"rollout.weight_sync={rc.weight_sync!r}: use auto, object_store or broadcast")
-    if rc.colocate:
-        _check(rc.backend == "vllm", "rollout.colocate=true needs rollout.backend=vllm (it uses vLLM's sleep mode)")
-        _check(rc.gpus_per_worker > 0 and lc.gpus_per_rank > 0,
-               "rollout.colocate=true needs GPUs: set rollout.gpus_per_worker and learner.gpus_per_rank "
-               "(e.g. 0.5 each to share a GPU); vLLM's sleep mode frees GPU memory only")
-        _check(rc.weight_sync != "broadcast",
-               "rollout.colocate=true with rollout.weight_sync=broadcast: NCCL cannot connect two processes on "
-               "the same GPU; use weight_sync=object_store (or auto)")
+    _check(a.prompts_per_step >= 1, f"algorithm.prompts_per_step={a.prompts_per_step}: must be at least 1")
+    _check(a.dpo.loss_type in ("sigmoid", "ipo"), f"algorithm.dpo.loss_type={a.dpo.loss_type!r}: use sigmoid or ipo")
+    _check(a.dpo.beta > 0, f"algorithm.dpo.beta={a.dpo.beta}: must be > 0")
+    _check(0.0 <= a.dpo.label_smoothing < 0.5,
+           f"algorithm.dpo.label_smoothing={a.dpo.label_smoothing}: must be in [0, 0.5)")
+    _check(0.0 <= a.ema_baseline < 1.0, f"algorithm.ema_baseline={a.ema_baseline}: a decay in [0, 1) (0 = off)")
+    policies = resolve_policies(cfg)
+    for name, p in policies.items():
+        where = "" if not cfg.policies else f"policies.{name}."
+        _policy(p.learner, p.rollout, where)
+    _episodes(cfg, policies)
+    _judges(cfg)
     sp = cfg.selfplay
     if sp.enabled:
         _check(sp.reward in ("learnability", "min"), f"selfplay.reward={sp.reward!r}: use learnability or min")
@@ -54,16 +46,9 @@ def validate(cfg) -> None:
         _check(sp.keep_proposals >= 0, f"selfplay.keep_proposals={sp.keep_proposals}: a number of steps >= 0 (0 = all)")
         _check(bool(sp.difficulties) and bool(sp.gate_difficulties),
                "selfplay.difficulties and selfplay.gate_difficulties must not be empty")
-        gen = sp.proposals * sp.samples_per_proposal
-        _check(gen % per_update == 0,
-               f"selfplay.proposals * selfplay.samples_per_proposal = {gen} generator samples must split evenly "
-               f"over learner.world_size * algorithm.updates_per_step = {per_update}")
-        _check(gen <= samples and (lc.micro_batch_size == 0 or gen == samples),
-               f"selfplay: {gen} generator samples per step must be at most the {samples} solver samples "
-               "(equal to them when learner.micro_batch_size is set), so both fit the learner's batch layout")
-        _check(sp.max_new_tokens < rc.max_model_len,
+        _check(sp.max_new_tokens < cfg.rollout.max_model_len,
                f"selfplay.max_new_tokens={sp.max_new_tokens} leaves no room for the generator prompt in "
-               f"rollout.max_model_len={rc.max_model_len}")
+               f"rollout.max_model_len={cfg.rollout.max_model_len}")
         _check(not sp.heldout or "reasoning_gym" in cfg.env.sandbox.extra_imports,
                "selfplay.heldout runs Reasoning Gym tasks: add reasoning_gym to env.sandbox.extra_imports")
         missing = [f for f in sp.fixed_proposals if not Path(f).is_file()]
@@ -76,3 +61,56 @@ def validate(cfg) -> None:
            "env.num_executors and env.workers_per_executor must be at least 1")
     _check(cfg.logger.wandb.mode in ("offline", "online", "disabled"),
            f"logger.wandb.mode={cfg.logger.wandb.mode!r}: use offline, online or disabled")
+
+
+def _policy(lc, rc, where: str) -> None:
+    _check(lc.zero_stage in (0, 1, 2, 3), f"{where}learner.zero_stage={lc.zero_stage}: use 2 or 3 (0 and 1 also work)")
+    _check(lc.world_size >= 1, f"{where}learner.world_size={lc.world_size}: must be at least 1")
+    _check(lc.micro_batch_size >= 0, f"{where}learner.micro_batch_size={lc.micro_batch_size}: rows per micro batch "
+                                     "(0 = a rank's whole share of an update)")
+    _check(rc.num_workers >= 1, f"{where}rollout.num_workers={rc.num_workers}: must be at least 1")
+    _check(rc.sampling.n >= 1, f"{where}rollout.sampling.n={rc.sampling.n}: must be at least 1")
+    _check(rc.weight_sync in ("auto", "object_store", "broadcast"),
+           f"{where}rollout.weight_sync={rc.weight_sync!r}: use auto, object_store or broadcast")
+    if rc.colocate:
+        _check(rc.backend == "vllm", f"{where}rollout.colocate=true needs rollout.backend=vllm (it uses vLLM's "
+                                     "sleep mode)")
+        _check(rc.gpus_per_worker > 0 and lc.gpus_per_rank > 0,
+               f"{where}rollout.colocate=true needs GPUs: set rollout.gpus_per_worker and learner.gpus_per_rank "
+               "(e.g. 0.5 each to share a GPU); vLLM's sleep mode frees GPU memory only")
+        _check(rc.weight_sync != "broadcast",
+               f"{where}rollout.colocate=true with rollout.weight_sync=broadcast: NCCL cannot connect two processes "
+               "on the same GPU; use weight_sync=object_store (or auto)")
+
+
+def _episodes(cfg, policies: dict) -> None:
+    """The schedule names known kinds, and every role they need maps to a policy."""
+    from cluster.episodes import episode_kinds
+    from cluster.schedule import default_pattern
+
+    kinds = episode_kinds()
+    pattern = list(cfg.schedule) or default_pattern(cfg)
+    for kind in pattern:
+        _check(kind in kinds, f"schedule: unknown episode kind {kind!r}: use {', '.join(kinds)}")
+    _check("evoenv" not in pattern or cfg.selfplay.enabled,
+           "schedule: the evoenv episode needs self-play (selfplay=evoenv)")
+    for role, name in cfg.roles.items():
+        _check(name in policies, f"roles.{role}={name!r}: no such policy (policies: {', '.join(policies)})")
+    if len(policies) > 1:
+        for kind in dict.fromkeys(pattern):
+            for role in kinds[kind].roles:
+                _check(role in cfg.roles, f"schedule: episode {kind!r} needs role {role!r}: map it with "
+                                          f"roles.{role}=<one of {', '.join(policies)}>")
+    t = cfg.episodes.task
+    _check(t.objective in ("grpo", "dpo"), f"episodes.task.objective={t.objective!r}: use grpo or dpo")
+    _check(t.chosen in ("best", "reference"), f"episodes.task.chosen={t.chosen!r}: use best or reference")
+    _check(t.heldout_pairs >= 0, f"episodes.task.heldout_pairs={t.heldout_pairs}: must be >= 0")
+
+
+def _judges(cfg) -> None:
+    from cluster.config import resolve_judges
+    from cluster.judges import judge_config_problems
+
+    for name, jc in resolve_judges(cfg).items():
+        problems = judge_config_problems(name, jc)
+        _check(not problems, "; ".join(problems))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 
 def deepspeed_config(cfg, micro: int, gas: int, bf16: bool) -> dict:
+    """`micro` rows per micro step and `gas` accumulation steps at start; the learner resets the accumulation
+    for each update (engine.set_train_batch_size), as the number of micro steps follows the batch."""
     return {
         "train_micro_batch_size_per_gpu": micro,
         "gradient_accumulation_steps": gas,

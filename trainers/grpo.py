@@ -1,9 +1,12 @@
-"""One GRPO update on a model, in plain torch (the learner actor wraps it with DeepSpeed).
+"""One GRPO update on a model, in plain torch (the learner actor wraps it with DeepSpeed), and the update
+plan every objective shares.
 
-Data-parallel exactness: each rank holds a shard of every mini-batch. The
-loss of a micro batch is divided by `normalizer = global_count / (world * gas)`
-so that after DeepSpeed averages gradients over ranks and over accumulation
-steps, the gradient equals that of the global token (or sequence) mean.
+Data-parallel exactness: each rank holds a shard of every mini-batch. The loss of a micro batch is divided
+by `normalizer = global_count / (world * k)` (k micro batches per rank in that mini-batch) so that after
+DeepSpeed averages gradients over ranks and over accumulation steps, the gradient equals that of the global
+token (or sequence, or pair) mean. Any number of units works: every rank runs the same k micro steps, the
+ones short of units run padding micro batches (a copy of a real unit whose loss is exactly 0), because ZeRO
+reduces gradients at every backward and all ranks must take part in each.
 """
 from __future__ import annotations
 
@@ -15,37 +18,66 @@ from trainers.batch import Batch
 from trainers.logprobs import token_logprobs
 from trainers.losses import PolicyLossConfig, policy_loss
 
+# what an objective's normaliser counts; the policy-loss aggregation names map onto them
+COUNTS = {"tokens": "tokens", "sequences": "sequences", "pairs": "pairs",
+          "token_mean": "tokens", "seq_mean": "sequences", "seq_sum": "sequences"}
+
 
 @dataclass
 class UpdatePlan:
-    """What one rank does in one driver step: mini-batches, each split into micro batches."""
+    """What one rank does in one driver step: mini-batches, each split into micro batches (the same number
+    of micro batches on every rank, padding included)."""
     minibatches: list[list[Batch]]
-    global_counts: list[float]  # per mini-batch: tokens (token_mean) or sequences (seq_*) over all ranks
+    global_counts: list[float]  # per mini-batch: tokens, sequences or pairs over all ranks (padding excluded)
 
 
-def count_for(batch: Batch, aggregation: str) -> float:
-    if aggregation == "token_mean":
+def count_for(batch: Batch, count: str) -> float:
+    """Normaliser units in `batch`, padding rows excluded: tokens (loss-mask sum), sequences or pairs.
+    `count` may also be a policy-loss aggregation: token_mean counts tokens, seq_mean/seq_sum sequences."""
+    kind = COUNTS.get(count)
+    if kind is None:
+        raise ValueError(f"unknown count {count!r}: use tokens, sequences or pairs")
+    if kind == "tokens":
         return float(batch.loss_mask.sum())
-    return float(len(batch))
+    rows = float(batch.valid_rows().sum())
+    return rows / 2 if kind == "pairs" else rows
 
 
-def plan_updates(batch: Batch, world_size: int, updates: int, micro_batch_size: int,
-                 aggregation: str) -> list[UpdatePlan]:
-    """Split a step's batch into per-rank plans with global normalisers."""
-    shards = [batch.shard(r, world_size) for r in range(world_size)]
-    per_rank = [[s.shard(u, updates) for u in range(updates)] for s in shards]
-    global_counts = [sum(count_for(per_rank[r][u], aggregation) for r in range(world_size)) for u in range(updates)]
-    plans = []
-    for r in range(world_size):
-        minis = []
-        for mb in per_rank[r]:
-            size = micro_batch_size or max(len(mb), 1)
-            minis.append(mb.micro_batches(size))
-        plans.append(UpdatePlan(minis, global_counts))
-    return plans
+def _micro_split(shard: Batch, k: int, pad: Batch) -> list[Batch]:
+    """Exactly k micro batches of `shard`'s units (near-equal, contiguous); padding where it has fewer than k."""
+    if shard.units >= k:
+        return shard.split(k)
+    return [shard._units(i, i + 1) for i in range(shard.units)] + [pad] * (k - shard.units)
+
+
+def plan_updates(batch: Batch, world_size: int, updates: int, micro_batch_size: int, count: str) -> list[UpdatePlan]:
+    """Split a step's batch into per-rank plans with global normalisers.
+
+    The batch is cut into min(updates, units) mini-batches of contiguous units (one optimizer step each), each
+    mini-batch sharded over the ranks by contiguous units. Every rank gets k = max over ranks of
+    ceil(units / max rows per micro) micro batches (micro_batch_size 0: one micro batch of the whole shard);
+    a rank with fewer units than k pads with zero-loss copies of the batch's first unit.
+    """
+    if world_size < 1 or updates < 1 or micro_batch_size < 0:
+        raise ValueError(f"world_size={world_size}, updates={updates}, micro_batch_size={micro_batch_size}")
+    if batch.units == 0:
+        raise ValueError("cannot plan an update of an empty batch")
+    pad = batch.padding(1)
+    per_micro = max(micro_batch_size // batch.unit, 1) if micro_batch_size else None
+    minis_by_rank: list[list[list[Batch]]] = [[] for _ in range(world_size)]
+    global_counts = []
+    for mini in batch.split(min(updates, batch.units)):
+        shards = mini.split(world_size)
+        most = max(s.units for s in shards)
+        k = 1 if per_micro is None else -(-most // per_micro)
+        global_counts.append(sum(count_for(s, count) for s in shards))
+        for r, s in enumerate(shards):
+            minis_by_rank[r].append(_micro_split(s, k, pad))
+    return [UpdatePlan(minis, list(global_counts)) for minis in minis_by_rank]
 
 
 def sequence_logprobs(model, batch: Batch, temperature: float) -> torch.Tensor:
+    """Per-token logprobs [B, T-1] of input_ids[:, t + 1] under `model` (every position, mask not applied)."""
     out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
     return token_logprobs(out.logits, batch.input_ids, temperature)
 
@@ -66,14 +98,16 @@ def logprob_gap(logprobs: torch.Tensor, behaviour: torch.Tensor, mask: torch.Ten
 def micro_batch_loss(model, micro: Batch, cfg: PolicyLossConfig, normalizer: float, temperature: float,
                      ref_model=None, learner_old: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one micro batch. With `learner_old` (recomputed pi_old), the batch's behaviour logprobs
-    only enter through the truncated-IS weight; without it they are pi_old themselves."""
+    only enter through the truncated-IS weight; without it they are pi_old themselves. Per-token
+    advantages (micro.token_advantages) replace the per-sequence ones when present."""
     logprobs = sequence_logprobs(model, micro, temperature)
     ref = None
     if ref_model is not None and cfg.kl_coef > 0:
         with torch.no_grad():
             ref = sequence_logprobs(ref_model, micro, temperature)
     old, behaviour = (micro.old_logprobs, None) if learner_old is None else (learner_old, micro.old_logprobs)
-    loss, metrics = policy_loss(logprobs, old, micro.advantages, micro.loss_mask, cfg,
+    advantages = micro.token_advantages if micro.token_advantages is not None else micro.advantages
+    loss, metrics = policy_loss(logprobs, old, advantages, micro.loss_mask, cfg,
                                 ref_logprobs=ref, behaviour_logprobs=behaviour, normalizer=normalizer)
     metrics.update(logprob_gap(logprobs if learner_old is None else learner_old, micro.old_logprobs, micro.loss_mask))
     return loss, metrics

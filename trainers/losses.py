@@ -60,7 +60,8 @@ def policy_loss(
     behaviour_logprobs: torch.Tensor | None = None,
     normalizer: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped surrogate loss; token tensors are [B, T-1], advantages [B].
+    """Clipped surrogate loss; token tensors are [B, T-1], advantages [B] (one per sequence) or [B, T-1]
+    (one per token, e.g. process rewards).
 
     `normalizer` replaces the local divisor (token count for token_mean, sequence count for
     seq_mean/seq_sum) so that data-parallel ranks, or gradient-accumulation micro batches, can
@@ -71,7 +72,9 @@ def policy_loss(
     """
     mask = loss_mask.to(torch.float32)
     on = mask > 0
-    adv = advantages.detach().to(torch.float32).unsqueeze(1)
+    adv = advantages.detach().to(torch.float32)
+    if adv.dim() == 1:
+        adv = adv.unsqueeze(1)
     # Zero the log-ratio off-mask before exp(): padding could otherwise overflow into inf*0 = NaN.
     log_ratio = torch.where(on, logprobs.float() - old_logprobs.detach().float(), 0.0)
     ratio = torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))

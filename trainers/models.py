@@ -40,21 +40,27 @@ def build_char_tokenizer():
     )
 
 
+def _tiny_config(what: str, arch: str, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
+                 **extra):
+    """The transformers config of a tiny Llama/Qwen2 over the char tokenizer's vocabulary."""
+    from transformers import LlamaConfig, Qwen2Config
+
+    config_cls = {"qwen2": Qwen2Config, "llama": LlamaConfig}.get(arch)
+    if config_cls is None:
+        raise ModelError(f"{what}={arch!r}: expected 'qwen2' or 'llama'")
+    return config_cls(vocab_size=len(TINY_VOCAB), hidden_size=hidden, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=kv_heads, intermediate_size=intermediate,
+                      max_position_embeddings=512, tie_word_embeddings=False, pad_token_id=0, eos_token_id=1,
+                      bos_token_id=None, **extra)
+
+
 def build_tiny_model(folder: Path, arch: str, hidden: int, layers: int, heads: int, kv_heads: int,
                      intermediate: int, seed: int) -> Path:
     """Save a randomly initialised Qwen2/Llama model (seeded) and its tokenizer to `folder`."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+    from transformers import AutoModelForCausalLM
 
     tokenizer = build_char_tokenizer()
-    config_cls = {"qwen2": Qwen2Config, "llama": LlamaConfig}.get(arch)
-    if config_cls is None:
-        raise ModelError(f"model.tiny_arch={arch!r}: expected 'qwen2' or 'llama'")
-    config = config_cls(
-        vocab_size=len(TINY_VOCAB), hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, intermediate_size=intermediate,
-        max_position_embeddings=512, tie_word_embeddings=False,
-        pad_token_id=0, eos_token_id=1, bos_token_id=None,
-    )
+    config = _tiny_config("model.tiny_arch", arch, hidden, layers, heads, kv_heads, intermediate)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     tmp = folder.with_name(folder.name + ".tmp")
@@ -154,3 +160,30 @@ def encode_prompt(tokenizer, text: str, chat_template: bool) -> list[int]:
                                             tokenize=True)
         return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
     return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def build_tiny_reward_model(folder, arch: str = "llama", hidden: int = 64, layers: int = 2, heads: int = 2,
+                            kv_heads: int = 1, intermediate: int = 128, seed: int = 0, num_labels: int = 1) -> Path:
+    """Save a randomly initialised (seeded) Llama/Qwen2 sequence-classification model, a stand-in reward model
+    (num_labels=1: one scalar per sequence, read at the last non-pad token), with the tiny char tokenizer."""
+    import shutil
+    import uuid
+
+    from transformers import AutoModelForSequenceClassification
+
+    folder = Path(folder)
+    tokenizer = build_char_tokenizer()
+    config = _tiny_config("tiny reward model arch", arch, hidden, layers, heads, kv_heads, intermediate,
+                          num_labels=num_labels)
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")  # private to this builder, thread or process
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(folder)  # atomic: concurrent actors never see a half-written folder
+    except OSError:  # another process built it first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "config.json").exists():
+            raise
+    return folder

@@ -9,7 +9,7 @@ from actors.weights import unpack_state_dict
 from cluster.config import AlgorithmConfig, LearnerConfig, ModelConfig, RolloutConfig, SamplingConfig
 from cluster.learner_group import LearnerGroup
 from cluster.rollout_pool import RolloutPool
-from trainers.batch import Trajectory, collate
+from trainers.batch import Trajectory
 
 
 def _cfg(lora_rank=0):
@@ -25,7 +25,7 @@ def _batch(step):
     trajectories = [Trajectory(prompt_ids=[13, 14, 15], response_ids=torch.randint(20, 60, (6,)).tolist(),
                                behaviour_logprobs=[-3.0] * 6, group_id=i // 2, advantage=(-1.0) ** i)
                     for i in range(4)]
-    return collate(trajectories, pad_id=0)
+    return trajectories
 
 
 def _learner_fingerprint(learners, version):
@@ -40,10 +40,10 @@ def _worker_fingerprints(pool):
 def test_broadcast_sync_and_rebuilt_group(ray_local, tiny_model_path):
     cfg = _cfg()
     pool = RolloutPool(cfg, tiny_model_path, "PACK")
-    learners = LearnerGroup(cfg, tiny_model_path, 4, "PACK")
+    learners = LearnerGroup(cfg, tiny_model_path, "PACK")
     start = _worker_fingerprints(pool)
 
-    learners.update(_batch(1), 1.0)
+    learners.update(_batch(1), "grpo", 1.0, pad_id=0)
     info = pool.sync(learners, 1)
     assert info["transport"] == "broadcast" and info["bytes"] > 0 and pool.group_ready
     want = _learner_fingerprint(learners, 1)
@@ -52,7 +52,7 @@ def test_broadcast_sync_and_rebuilt_group(ray_local, tiny_model_path):
     assert pool.generate([[13, 14]] * 2, sampling, seed=0)["samples"]  # every answer is version 1
 
     ray.kill(pool.workers[1])  # dies between syncs: replaced, and the group rebuilt with it
-    learners.update(_batch(2), 1.0)
+    learners.update(_batch(2), "grpo", 1.0, pad_id=0)
     pool.sync(learners, 2)
     want = _learner_fingerprint(learners, 2)
     assert pool.restarts == 1 and _worker_fingerprints(pool) == [want, want]
@@ -62,7 +62,7 @@ def test_broadcast_sync_and_rebuilt_group(ray_local, tiny_model_path):
     out = pool.generate([[13, 14]] * 2, sampling, seed=0)
     assert pool.restarts == 2 and len(out["samples"]) == 2
     assert _worker_fingerprints(pool) == [want, want]
-    learners.update(_batch(3), 1.0)
+    learners.update(_batch(3), "grpo", 1.0, pad_id=0)
     pool.sync(learners, 3)  # and the next broadcast includes it
     assert _worker_fingerprints(pool) == [_learner_fingerprint(learners, 3)] * 2
     for w in pool.workers + learners.ranks:

@@ -15,23 +15,33 @@ import ray
 
 from cluster import checkpoint as ckpt
 from cluster import report
-from cluster.config import EnvConfig, ModelConfig, RolloutConfig, SandboxConfig, SelfPlayConfig
+from cluster.config import EnvConfig, ModelConfig, RolloutConfig, SamplingConfig, SandboxConfig, SelfPlayConfig
 from cluster.env_fleet import EnvFleet
+from cluster.policy_judges import ScriptedJudge
 from cluster.selfplay import EvoEnv, Proposal
 from envs.registry import seed_environments
 
 PROPOSALS = Path(__file__).resolve().parent / "proposals"
 
 
-class Rollout:
-    """Stand-in engine: every answer is empty."""
+class Solver:
+    """Stand-in for the solver role's policy: every answer is empty."""
+    sampling = SamplingConfig()
+
+    def encode(self, text):
+        return [ord(c) % 256 for c in text]
 
     def generate(self, prompts, sampling, seed=0):
         return {"samples": [[SimpleNamespace(text="") for _ in range(sampling.n)] for _ in prompts], "tokens": 0}
 
 
-def tokenizer(text, add_special_tokens=False):
-    return SimpleNamespace(input_ids=[ord(c) % 256 for c in text])
+def new_evo(cfg, run, fleet, resume_from=None):
+    return EvoEnv(cfg, run, fleet, Solver(), ScriptedJudge("review", "yes"), resume_from)
+
+
+def fenced(cfg, k):
+    files = cfg.selfplay.fixed_proposals
+    return f"```python\n{Path(files[k % len(files)]).read_text().rstrip()}\n```"
 
 
 def knapsack_copy(folder: Path) -> Path:
@@ -88,14 +98,14 @@ def solver_step(evo, step):
 
 
 def generator_step(evo, step):
-    proposals = [Proposal(group=k, lineage=[], text=evo.fixed_response(k)) for k in range(4)]
+    proposals = [Proposal(group=k, lineage=[], text=fenced(evo.cfg, k)) for k in range(4)]
     return evo.judge_proposals(step, proposals), proposals
 
 
 def test_executors_hold_exactly_the_active_library(setup):
     cfg, fleet, run = setup
     run.mkdir()
-    evo = EvoEnv(cfg, run, fleet, Rollout(), tokenizer, None)
+    evo = new_evo(cfg, run, fleet)
     assert "repeat_digits" not in fleet.sources  # the fleet's own task is not played in self-play
     assert_exactly_active(evo, fleet)
     assert len(evo.library.active()) == 10
@@ -138,7 +148,7 @@ def test_executors_hold_exactly_the_active_library(setup):
 def test_resume_restores_the_rejection_counts(setup):
     cfg, fleet, run = setup
     run.mkdir()
-    evo = EvoEnv(cfg, run, fleet, Rollout(), tokenizer, None)
+    evo = new_evo(cfg, run, fleet)
     generator_step(evo, 1)
     folder = ckpt.checkpoint_dir(run, 2)
     folder.mkdir(parents=True)
@@ -147,7 +157,7 @@ def test_resume_restores_the_rejection_counts(setup):
     generator_step(evo, 3)  # then the run dies; it resumes from step 2
     assert json.loads((run / "proposals" / report.REJECTIONS_FILE).read_text())["proposals"] == 8
     cfg.selfplay.keep_proposals = 0
-    again = EvoEnv(cfg, run, fleet, Rollout(), tokenizer, folder)
+    again = new_evo(cfg, run, fleet, folder)
     assert json.loads((run / "proposals" / report.REJECTIONS_FILE).read_text())["proposals"] == 4
     assert report.proposal_files(run / "proposals") == []  # step 1's file was pruned, step 3's abandoned
     generator_step(again, 3)

@@ -1,63 +1,190 @@
-"""Data-parallel exactness of the update plan: the per-rank, per-micro-batch losses, averaged the way
-DeepSpeed averages gradients (over ranks and accumulation steps), equal the loss of the whole mini-batch."""
+"""Data-parallel exactness of the update plan, for every objective and any number of samples or pairs:
+the per-rank, per-micro-batch losses and gradients, averaged the way DeepSpeed averages gradients (over
+ranks and accumulation steps), equal the loss and gradient of the whole mini-batch on one process."""
+import math
 import random
 
 import pytest
+import torch
 
 from trainers.batch import Trajectory, collate
 from trainers.grpo import micro_batch_loss, plan_updates
 from trainers.losses import PolicyLossConfig
 from trainers.models import load_causal_lm
+from trainers.objectives import LossSettings, get_objective
+from trainers.preference import PreferenceConfig
 
 
-def trajectories(n: int, seed: int = 0) -> list[Trajectory]:
+def trajectories(n: int, seed: int = 0, pairs: bool = False) -> list[Trajectory]:
+    """n random samples; behaviour logprobs near the random tiny model's (about -ln 99), so some ratios are
+    clipped and some not."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         resp = [rng.randrange(3, 90) for _ in range(rng.randrange(1, 9))]  # uneven lengths on purpose
+        mask = [int(rng.random() > 0.2) for _ in resp] if i % 3 == 1 else None  # some tool-output tokens
         out.append(Trajectory(prompt_ids=[rng.randrange(3, 90) for _ in range(rng.randrange(2, 6))],
-                              response_ids=resp, behaviour_logprobs=[-rng.random() * 3 for _ in resp],
-                              group_id=i // 4, advantage=rng.uniform(-1, 1)))
+                              response_ids=resp, behaviour_logprobs=[-math.log(99) + rng.uniform(-0.2, 0.2) for _ in resp],
+                              group_id=i // 4, advantage=rng.uniform(-1, 1), loss_mask=mask,
+                              pair_id=i // 2 if pairs else None, chosen=(i % 2 == 1) if pairs else None))
     return out
 
 
-@pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean", "seq_sum"])
-@pytest.mark.parametrize("world,updates,micro", [(2, 1, 0), (2, 1, 4), (2, 2, 2), (1, 1, 4)])
-def test_sharded_losses_average_to_the_global_loss(tiny_model_path, aggregation, world, updates, micro):
+@pytest.fixture(scope="module")
+def models(tiny_model_path):
+    """The policy, and a reference that differs from it (so DPO log-ratios are not all 0)."""
     model = load_causal_lm(tiny_model_path)
-    batch = collate(trajectories(16), pad_id=0)
-    cfg = PolicyLossConfig(aggregation=aggregation, max_tokens=8)
-    plans = plan_updates(batch, world, updates, micro, aggregation)
+    ref = load_causal_lm(tiny_model_path).requires_grad_(False)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        for p in ref.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return model, ref
+
+
+def _grads(model) -> torch.Tensor:
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in model.parameters()])
+
+
+def check_exact(models, ts, objective, settings, world, updates, micro, temperature=1.0):
+    """Simulate `world` ranks: each micro loss with the plan's normaliser, backward of loss / (world * k) (DeepSpeed
+    divides by its gradient accumulation k and averages over ranks); compare with one process on the mini-batch."""
+    model, ref = models
+    obj = get_objective(objective)
+    batch = obj.collate(ts, pad_id=0)
+    plans = plan_updates(batch, world, updates, micro, obj.count(settings))
     assert len(plans) == world
-    for u in range(updates):
-        # the mini-batch u of every rank, put together, is what a single process would train on
-        rows = [plans[r].minibatches[u] for r in range(world)]
-        gas = len(rows[0])
+    minis = batch.split(min(updates, batch.units))
+    assert all(len(p.minibatches) == len(minis) for p in plans)
+    for u, mini in enumerate(minis):
+        k = len(plans[0].minibatches[u])
+        assert all(len(p.minibatches[u]) == k for p in plans)  # the same number of micro steps on every rank
+        if micro:
+            assert all(len(mb) <= max(micro, batch.unit) for p in plans for mb in p.minibatches[u])
+        # the real rows of every rank's micro batches are exactly the mini-batch's rows, each once
+        real = [tuple(row.tolist()) for p in plans for mb in p.minibatches[u]
+                for row, v in zip(mb.input_ids, mb.valid_rows()) if v > 0]
+        assert sorted(real) == sorted(tuple(row.tolist()) for row in mini.input_ids)
+        model.zero_grad()
         combined = 0.0
-        for r in range(world):
-            assert len(rows[r]) == gas  # DeepSpeed needs the same accumulation count on every rank
-            for mb in rows[r]:
-                normalizer = plans[r].global_counts[u] / (world * gas)
-                loss, _ = micro_batch_loss(model, mb, cfg, normalizer, temperature=1.0)
-                combined += loss.item() / (world * gas)  # DeepSpeed: mean over ranks, loss / gas
-        # the same rows as one global mini-batch (rank r holds rows r*size.., mini-batch u a slice of them)
-        size = 16 // world
-        idx = [r * size + i for r in range(world) for i in range(u * size // updates, (u + 1) * size // updates)]
-        assert sum(len(mb) for r in range(world) for mb in rows[r]) == len(idx)
-        global_mb = collate([trajectories(16)[i] for i in idx], pad_id=0)
-        expected, _ = micro_batch_loss(model, global_mb, cfg, None, temperature=1.0)
+        for p in plans:
+            normalizer = max(p.global_counts[u], 1.0) / (world * k)
+            for mb in p.minibatches[u]:
+                assert mb.unit == batch.unit and len(mb) % batch.unit == 0
+                loss, _ = obj.loss(model, mb, settings, normalizer, temperature, ref)
+                (loss / (world * k)).backward()
+                combined += loss.item() / (world * k)
+        sharded = _grads(model)
+        model.zero_grad()
+        expected, _ = obj.loss(model, mini, settings, None, temperature, ref)
+        expected.backward()
         assert combined == pytest.approx(expected.item(), rel=1e-5, abs=1e-7)
+        torch.testing.assert_close(sharded, _grads(model), rtol=1e-4, atol=1e-7)
+        assert _grads(model).abs().sum() > 0
+
+
+# (samples, world, updates, max rows per micro batch): even counts as before, and uneven ones, including fewer
+# samples than ranks (a rank with only padding) and more updates than samples
+SHAPES = [(16, 2, 1, 0), (16, 2, 1, 4), (16, 2, 2, 2), (16, 1, 1, 4),
+          (5, 2, 1, 0), (5, 2, 1, 2), (7, 2, 2, 2), (7, 3, 2, 0), (1, 2, 1, 0), (1, 2, 2, 1), (3, 4, 1, 1)]
+
+
+@pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean", "seq_sum"])
+@pytest.mark.parametrize("n,world,updates,micro", SHAPES)
+def test_grpo_sharded_equals_global(models, aggregation, n, world, updates, micro):
+    settings = LossSettings(policy=PolicyLossConfig(aggregation=aggregation, max_tokens=8))
+    check_exact(models, trajectories(n, seed=n), "grpo", settings, world, updates, micro, temperature=0.7)
+
+
+def test_grpo_with_kl_and_token_advantages_sharded_equals_global(models):
+    ts = trajectories(7, seed=3)
+    for i, t in enumerate(ts[::2]):
+        t.token_advantages = [((-1) ** j) * (i + 1) * 0.3 for j in range(len(t.response_ids))]
+    settings = LossSettings(policy=PolicyLossConfig(kl_coef=0.1))
+    check_exact(models, ts, "grpo", settings, 2, 1, 2)
+
+
+@pytest.mark.parametrize("loss_type,ls", [("sigmoid", 0.0), ("sigmoid", 0.2), ("ipo", 0.0)])
+@pytest.mark.parametrize("pairs,world,updates,micro", [(4, 1, 1, 0), (4, 2, 1, 2), (3, 2, 1, 0), (3, 2, 1, 2),
+                                                       (5, 2, 2, 3), (1, 2, 1, 0), (3, 4, 2, 1)])
+def test_dpo_sharded_equals_global(models, loss_type, ls, pairs, world, updates, micro):
+    settings = LossSettings(dpo=PreferenceConfig(beta=0.5, loss_type=loss_type, label_smoothing=ls))
+    ts = trajectories(2 * pairs, seed=pairs, pairs=True)
+    random.Random(0).shuffle(ts)  # collate puts each pair's chosen row first, wherever they were
+    check_exact(models, ts, "dpo", settings, world, updates, micro)
+
+
+@pytest.mark.parametrize("n,world,updates,micro", [(8, 2, 1, 0), (5, 2, 1, 2), (7, 2, 2, 2), (1, 2, 1, 0), (3, 1, 1, 1)])
+def test_sft_sharded_equals_global(models, n, world, updates, micro):
+    ts = trajectories(n, seed=10 + n)
+    for t in ts:
+        t.behaviour_logprobs = []  # unknown: sft does not use them
+    check_exact(models, ts, "sft", LossSettings(), world, updates, micro)
+
+
+@pytest.mark.parametrize("objective", ["grpo", "dpo", "sft"])
+def test_padding_micro_batches_have_exactly_zero_loss_and_gradient(models, objective):
+    model, ref = models
+    obj = get_objective(objective)
+    settings = LossSettings(policy=PolicyLossConfig(kl_coef=0.1))
+    pad = obj.collate(trajectories(4, seed=5, pairs=objective == "dpo"), pad_id=0).padding(2)
+    model.zero_grad()
+    loss, metrics = obj.loss(model, pad, settings, 3.0, 1.0, ref)
+    loss.backward()
+    assert loss.item() == 0.0 and metrics["loss"] == 0.0 and not _grads(model).any()
+    assert obj.metric_weight(pad) == 0.0
+
+
+def test_plan_shapes_for_uneven_counts():
+    batch = collate(trajectories(5), pad_id=0)
+    # 5 samples on 2 ranks, at most 2 rows per micro batch: rank 0 holds 3 -> 2 micro batches (2 + 1),
+    # rank 1 holds 2 -> also 2 micro batches (1 + 1)
+    plans = plan_updates(batch, 2, 1, 2, "tokens")
+    assert [[len(mb) for mb in p.minibatches[0]] for p in plans] == [[2, 1], [1, 1]]
+    # 1 sample on 2 ranks: rank 1 runs one padding micro batch; the normaliser counts only the real row
+    plans = plan_updates(collate(trajectories(1), pad_id=0), 2, 1, 0, "sequences")
+    assert [p.minibatches[0][0].valid_rows().tolist() for p in plans] == [[1.0], [0.0]]
+    assert plans[0].global_counts == [1.0] == plans[1].global_counts
+    # 2 updates asked of 1 sample: one mini-batch
+    assert len(plan_updates(collate(trajectories(1), pad_id=0), 2, 2, 0, "tokens")[0].minibatches) == 1
+    with pytest.raises(ValueError, match="unknown count"):
+        plan_updates(batch, 2, 1, 0, "rows")
+
+
+def test_token_advantages_replace_the_scalar(models):
+    """Per-token advantages equal to the scalar give the same loss; a sign flip on one token flips its term."""
+    model, _ = models
+    ts = trajectories(4, seed=2)
+    cfg = PolicyLossConfig()
+    base, _ = micro_batch_loss(model, collate(ts, 0), cfg, None, 1.0)
+    for t in ts:
+        t.token_advantages = [t.advantage] * len(t.response_ids)
+    same, _ = micro_batch_loss(model, collate(ts, 0), cfg, None, 1.0)
+    assert same.item() == pytest.approx(base.item(), rel=1e-6)
+
+
+def test_token_advantages_by_hand():
+    """ratio 1 (old = current logprobs), token_mean: loss = -sum(A_t) / tokens, d loss / d logprob_t = -A_t / tokens.
+    Row 0 response tokens A = [1, -3] (target columns 1, 2); row 1 masks its 2nd token out."""
+    from trainers.losses import policy_loss
+
+    lp = torch.full((2, 3), -1.0, requires_grad=True)
+    adv = torch.tensor([[0.0, 1.0, -3.0], [2.0, 5.0, 0.5]])
+    mask = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]])
+    loss, _ = policy_loss(lp, lp.detach().clone(), adv, mask, PolicyLossConfig())
+    # -(1 - 3 + 2 + 0.5) / 4 = -0.125
+    assert loss.item() == pytest.approx(-0.125)
+    loss.backward()
+    torch.testing.assert_close(lp.grad, torch.tensor([[0.0, -0.25, 0.75], [-0.5, 0.0, -0.125]]))
 
 
 def test_truncated_importance_sampling_weights_the_pg_term(tiny_model_path):
     """pi_old recomputed by the learner; the sampler thought each token 4x less likely, so the pg term
     is weighted by min(4, cap): doubled with cap 2, and the gap metric reports log 4."""
-    import math
-
     from trainers.grpo import recompute_old_logprobs
 
     model = load_causal_lm(tiny_model_path)
-    micro = collate(trajectories(8), pad_id=0)
+    micro = collate([Trajectory(**{**t.__dict__, "loss_mask": None}) for t in trajectories(8)], pad_id=0)
     learner_old = recompute_old_logprobs(model, micro, 1.0)
     plain = PolicyLossConfig()
     micro.old_logprobs = learner_old.clone()  # sampler == learner

@@ -1,0 +1,133 @@
+"""Context: what every episode gets handles to. It builds every actor of a run: the environment fleet,
+one rollout pool and learner group per policy, the judge pool, and self-play's library."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cluster.config import DEFAULT_POLICY, JudgeConfig, resolve_judges, resolve_policies
+from cluster.policy import Policy, ScriptedPolicy
+from cluster.policy_judges import PolicyJudge, ScriptedJudge
+from cluster.validate import ConfigError
+from trainers.advantages import EMABaseline, role_advantages
+
+
+class Context:
+    def __init__(self, cfg, run_dir: Path, resume_from: Path | None):
+        from cluster.env_fleet import EnvFleet
+
+        self.cfg, self.run_dir, self.resume_from = cfg, run_dir, resume_from
+        strategy = cfg.cluster.placement_strategy
+        self.roles = dict(cfg.roles)
+        self.env = EnvFleet(cfg, strategy)
+        self.policies = {name: Policy(name, cfg, pcfg, pcfg.placement_strategy or strategy)
+                         for name, pcfg in resolve_policies(cfg).items()}
+        self.stand_ins: dict[str, ScriptedPolicy] = {}  # role -> scripted responses in place of sampling
+        sp = cfg.selfplay
+        if sp.enabled and sp.fixed_proposals:
+            texts = [Path(p).read_text(encoding="utf-8") for p in sp.fixed_proposals]
+            self.stand_ins["generator"] = ScriptedPolicy(self.policy("generator"),
+                                                         [f"```python\n{t.rstrip()}\n```" for t in texts])
+        self.judges = self._judges()
+        decay = cfg.algorithm.ema_baseline
+        self.baseline = EMABaseline(decay) if decay > 0 else None  # per-role reward EMA (SPIRAL's RAE)
+        self.evo = None
+        if sp.enabled:
+            from cluster.selfplay import EvoEnv
+
+            self.evo = EvoEnv(cfg, run_dir, self.env, self.policy("solver"), self.judges["review"], resume_from)
+
+    # -- roles -> policies -----------------------------------------------------------
+    def policy_name(self, role: str) -> str:
+        if role in self.roles:
+            return self.roles[role]
+        if len(self.policies) == 1:
+            return next(iter(self.policies))
+        if role == "reviewer" and "generator" in self.roles:
+            return self.roles["generator"]
+        raise ConfigError(f"role '{role}' is not mapped to a policy: set roles.{role}=<one of "
+                          f"{', '.join(self.policies)}>")
+
+    def policy(self, role: str):
+        return self.stand_ins.get(role) or self.policies[self.policy_name(role)]
+
+    # -- judges ------------------------------------------------------------------------
+    def _judges(self) -> dict:
+        cfg, sp = self.cfg, self.cfg.selfplay
+        specs = resolve_judges(cfg)
+        judges = {}
+        if sp.enabled and "review" not in specs:  # self-play's L4 reviewer
+            if sp.review == "fixed_yes":
+                judges["review"] = ScriptedJudge("review", "yes")
+            elif sp.review == "policy":
+                judges["review"] = PolicyJudge("review", self.policy("reviewer"), sp.review_max_new_tokens)
+            else:  # a judge model of its own, served like the rollout engines
+                rc = cfg.rollout
+                specs["review"] = JudgeConfig(model=sp.judge_model, dtype=cfg.model.dtype, backend=rc.backend,
+                                              chat_template=cfg.model.chat_template,
+                                              max_new_tokens=sp.review_max_new_tokens,
+                                              cpus_per_worker=rc.cpus_per_worker, gpus_per_worker=rc.gpus_per_worker,
+                                              threads=rc.threads)
+        if specs:
+            from cluster.judges import JudgePool
+
+            for name, jc in specs.items():
+                judges[name] = JudgePool(name, jc, cfg.cluster.placement_strategy, cfg.model)
+        return judges
+
+    # -- shared by episodes --------------------------------------------------------------
+    def data_seeds(self, step: int) -> list[int]:
+        """Instance seeds are a function of (seed, step): resuming needs no sampler state."""
+        base = self.cfg.seed * 1_000_003 + step * 10_007
+        return [base + i for i in range(self.cfg.algorithm.prompts_per_step)]
+
+    def set_advantages(self, role: str, trajectories: list) -> None:
+        """Group-relative advantages over the role's responses to each prompt; with algorithm.ema_baseline a
+        response alone in its group gets reward minus the role's moving-average reward."""
+        advantages = role_advantages([t.reward for t in trajectories], [role] * len(trajectories),
+                                     [t.group_id for t in trajectories],
+                                     normalize_std=self.cfg.algorithm.normalize_std, baseline=self.baseline)
+        for t, a in zip(trajectories, advantages.tolist()):
+            t.advantage = a
+
+    def versions(self) -> dict[str, int]:
+        return {name: p.version for name, p in self.policies.items()}
+
+    def metrics(self) -> dict:
+        out = {}
+        for judge in self.judges.values():
+            out.update(judge.metrics())
+        if len(self.policies) > 1:
+            out.update({f"policy_version/{name}": v for name, v in self.versions().items()})
+        return out
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def policy_folder(self, folder: Path, name: str) -> Path:
+        """A run without `policies` keeps the single-policy layout (step_N/{hf,deepspeed})."""
+        if not self.cfg.policies and name == DEFAULT_POLICY:
+            return folder
+        return folder / "policies" / name
+
+    def save(self, folder: Path) -> None:
+        for name, policy in self.policies.items():
+            policy.save(self.policy_folder(folder, name))
+        if self.evo is not None:
+            self.evo.save(folder)
+
+    def load(self, folder: Path, state: dict) -> None:
+        versions = state.get("versions") or {DEFAULT_POLICY: state["version"]}
+        missing = [n for n in self.policies if n not in versions]
+        if missing:
+            raise ConfigError(f"resume={folder}: the checkpoint has no policy {missing[0]!r} "
+                              f"(it holds {', '.join(versions)})")
+        for name, policy in self.policies.items():
+            policy.load(self.policy_folder(folder, name), versions[name])
+        if self.baseline is not None and state.get("baseline"):
+            self.baseline.load_state_dict(state["baseline"])
+
+    def state(self) -> dict:
+        """What driver.json carries besides the step: every policy's version and the reward baselines."""
+        versions = self.versions()
+        out = {"version": max(versions.values()), "versions": versions}
+        if self.baseline is not None:
+            out["baseline"] = self.baseline.state_dict()
+        return out

@@ -1,0 +1,52 @@
+"""`evoenv`: the generator role writes environments; the gates judge them; the generator reward trains it.
+
+    prompts   <- library environments as examples
+    proposals <- the generator's responses (n per prompt: a GRPO group)
+    gates     <- parse, L1-L3 (sandbox), novelty, L4 (the reviewer judge), L5 (the solver role's pass rate)
+    reward    <- 1 - p or min(p, 1 - p) for admitted proposals, 0 (or partial credit) otherwise
+The solver side of self-play is the `task` episode over the library (cluster/selfplay.py owns the library).
+"""
+from __future__ import annotations
+
+import time
+from cluster.episodes import Episode, EpisodeResult, RoleUpdate
+from cluster.episodes.common import reward_metrics, to_trajectories
+from cluster.selfplay import Proposal
+
+
+class EvoEnvEpisode(Episode):
+    kind, roles, label = "evoenv", ("generator", "solver"), "generator"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        if ctx.evo is None:
+            raise ValueError("the evoenv episode needs self-play: set selfplay=evoenv (or selfplay.enabled=true)")
+
+    def run(self, step: int, ctx) -> EpisodeResult:
+        generator, evo = ctx.policy("generator"), ctx.evo
+        t0 = time.perf_counter()
+        texts, lineages = evo.generator_prompts(step, generator)
+        prompts = [generator.encode(t) for t in texts]
+        sampling = evo.generator_sampling(generator)
+        out = generator.generate(prompts, sampling, seed=ctx.cfg.seed * 7919 + step)
+        t1 = time.perf_counter()
+        proposals = [Proposal(group=g, lineage=lineages[g], text=s.text)
+                     for g, group in enumerate(out["samples"]) for s in group]
+        gate_metrics = evo.judge_proposals(step, proposals)
+        t2 = time.perf_counter()
+        trajectories = to_trajectories(prompts, out["samples"], out["version"], "generator", self.kind,
+                                       [p.reward for p in proposals])
+        ctx.set_advantages("generator", trajectories)
+        metrics = {**reward_metrics(trajectories), "rollout/tokens_per_s": out["tokens"] / max(t1 - t0, 1e-9),
+                   "timing/rollout": t1 - t0, "timing/gates": t2 - t1, **gate_metrics}
+        update = RoleUpdate(trajectories, "grpo", max(sampling.temperature, 1e-6), recompute_old=out["off_policy"])
+        return EpisodeResult({"generator": update}, metrics)
+
+    def start(self, step: int) -> None:
+        """Held-out accuracy of the solver role before training (selfplay.heldout: Reasoning Gym tasks)."""
+        if self.ctx.cfg.selfplay.heldout and step == 0:
+            self.ctx.evo.heldout("before", self.ctx.run_dir)
+
+    def finish(self) -> None:
+        if self.ctx.cfg.selfplay.heldout:
+            self.ctx.evo.heldout("after", self.ctx.run_dir)

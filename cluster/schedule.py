@@ -1,0 +1,23 @@
+"""Which episode kind runs at a step: a pattern from config, repeated; a pure function of the step,
+so a resumed run needs no schedule state."""
+from __future__ import annotations
+
+
+def default_pattern(cfg) -> list[str]:
+    """A run without `schedule`: task every step, or in self-play generator_every task steps then evoenv."""
+    if cfg.selfplay.enabled:
+        return ["task"] * cfg.selfplay.generator_every + ["evoenv"]
+    return ["task"]
+
+
+class Schedule:
+    def __init__(self, pattern: list[str]):
+        if not pattern:
+            raise ValueError("a schedule needs at least one episode kind")
+        self.pattern = list(pattern)
+
+    def kind(self, step: int) -> str:
+        return self.pattern[step % len(self.pattern)]
+
+    def kinds(self) -> list[str]:
+        return list(dict.fromkeys(self.pattern))  # each kind once, in order of first use

@@ -7,7 +7,7 @@ STAMP       := $(VENV)/.installed
 # Tests that start Ray or torch.distributed run in a private network namespace (loopback only).
 NETNS       := $(shell unshare -n true 2>/dev/null && echo yes)
 ISOLATE     := $(if $(NETNS),unshare -n sh -c 'ip link set lo up && exec "$$0" "$$@"',)
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25
 
 .PHONY: install install-gpu system-run system-test run test bench clean
 

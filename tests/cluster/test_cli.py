@@ -31,9 +31,11 @@ def test_wrong_type_named(tmp_path):
 
 
 def test_cross_key_validation(tmp_path):
-    proc = evoforge("train", f"run_dir={tmp_path / 'r'}", "algorithm.prompts_per_step=3", "rollout.sampling.n=3")
+    proc = evoforge("train", f"run_dir={tmp_path / 'r'}", "schedule=[distill]", "+policies.a={}", "+policies.b={}",
+                    "+roles.teacher=a")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "learner.world_size" in proc.stderr and "9 samples" in proc.stderr
+    assert "episode 'distill' needs role 'student': map it with roles.student=<one of a, b>" in proc.stderr
+    assert not (tmp_path / "r").exists()  # refused before anything started
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -1,6 +1,7 @@
 """End to end on the real stack: embedded Ray cluster on loopback, two DeepSpeed ranks over gloo,
 a transformers rollout worker, an environment executor with worker processes, the tiny model."""
 import json
+import shutil
 
 import pytest
 import yaml
@@ -52,8 +53,10 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     train(full, "steps=6", "save_every=3", "seed=3", "logger.wandb.enabled=true")
     assert list((full / "wandb").glob("offline-run-*")), "wandb offline files missing"
-    train(part, "steps=3", "save_every=3", "seed=3")
+    # a run stopped after its step-3 checkpoint: the run directory as it was on disk then
+    shutil.copytree(full, part, ignore=shutil.ignore_patterns("wandb", "step_000006"))
     assert (part / "checkpoints" / "step_000003" / "driver.json").exists()
+    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics(full)[:3]))
     train(part, "steps=6", "save_every=3", "seed=3", f"resume={part}")
     a, b = metrics(full), metrics(part)
     assert [r["step"] for r in b] == list(range(6))

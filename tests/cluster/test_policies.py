@@ -5,26 +5,16 @@ import shutil
 
 import pytest
 
+from tests.cluster.test_e2e import metrics, train
 from tests.conftest import evoforge
 
 pytestmark = pytest.mark.e2e
 
-QUIET = ["logger.progress=false", "logger.wandb.enabled=false"]
 # a teacher of two layers and a student of one, each with its own learner group and rollout pool
 TWO_POLICIES = ["schedule=[distill]", "+policies.teacher.learner.world_size=2",
                 "+policies.student.model.tiny_layers=1", "+policies.student.learner.world_size=1",
                 "+policies.student.learner.lr=1e-3", "+roles.teacher=teacher", "+roles.student=student",
                 "episodes.distill.min_reward=0.0", "algorithm.prompts_per_step=4", "cluster.num_cpus=8"]
-
-
-def metrics(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def train(run_dir, *overrides):
-    proc = evoforge("train", f"run_dir={run_dir}", *QUIET, *overrides)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
 
 
 def test_two_policies_one_episode_two_roles_and_resume(tmp_path):

@@ -14,13 +14,14 @@ import warnings
 import ray
 import torch
 
+from actors.threads import auto_threads
 from actors.weights import is_tied_copy, manifest, pack_state_dict
 from trainers.ds_config import deepspeed_config
 
 
 @ray.remote
 class LearnerWorker:
-    def __init__(self, rank: int, cfg, model_path: str, dtype: str, micro: int, use_reference: bool):
+    def __init__(self, rank: int, cfg, model_path: str, dtype: str, micro: int, use_reference: bool, share: int = 1):
         """`micro`: DeepSpeed's train_micro_batch_size_per_gpu (bookkeeping: the number of micro steps,
         hence gradient accumulation, is set per update); `use_reference`: load the frozen reference model
         at setup (kl_coef > 0); otherwise it is loaded from `model_path` at the first call that needs it."""
@@ -29,12 +30,13 @@ class LearnerWorker:
         if not self.on_gpu:
             os.environ["DS_ACCELERATOR"] = "cpu"
         os.environ.update(RANK=str(rank), WORLD_SIZE=str(cfg.world_size), LOCAL_RANK="0")
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(auto_threads(cfg.threads, share))  # share: processes computing at once
         # ZeRO calls torch.distributed APIs that torch marks deprecated, once per step
         warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
         self.args = (model_path, dtype, micro, use_reference)
         self.ref = None
+        # learner.compute_dtype=bfloat16 over float32 weights: autocast every forward/backward
+        self.autocast_dtype = torch.bfloat16 if cfg.compute_dtype == "bfloat16" and dtype != "bfloat16" else None
 
     def node_address(self) -> str:
         return ray.util.get_node_ip_address()
@@ -77,8 +79,9 @@ class LearnerWorker:
                                                      target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
         params = [p for p in model.parameters() if p.requires_grad]
         if self.cfg.optimizer == "torch_adamw":
+            # the fused kernel (one pass over all tensors) where torch has one for the device: the same update
             optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, betas=tuple(self.cfg.betas),
-                                          weight_decay=self.cfg.weight_decay)
+                                          weight_decay=self.cfg.weight_decay, fused=_fused_adamw(params))
         elif self.cfg.optimizer == "deepspeed_adam":
             optimizer = None
         else:
@@ -120,11 +123,13 @@ class LearnerWorker:
         ref = self._reference() if obj.needs_reference(settings) else None
         self.engine.train()
         start = time.perf_counter()
-        minis_on_device = [[m.to(self.device) for m in minis] for minis in plan.minibatches]
+        minis_on_device = [[m.trimmed().to(self.device) for m in minis] for minis in plan.minibatches]
         olds = None
         if obj.uses_behaviour_logprobs and (recompute_old or settings.policy.tis_cap is not None):
             # pi_old by the learner, before this step's updates
-            olds = [[recompute_old_logprobs(self.engine, m, temperature) for m in minis] for minis in minis_on_device]
+            with self._autocast():
+                olds = [[recompute_old_logprobs(self.engine, m, temperature) for m in minis]
+                        for minis in minis_on_device]
         acc = MetricAccumulator(obj.normalised_metrics)
         world = self.cfg.world_size
         for u, (minis, global_count) in enumerate(zip(minis_on_device, plan.global_counts)):
@@ -134,8 +139,9 @@ class LearnerWorker:
             for i, micro in enumerate(minis):
                 # the micro-step counter runs on across updates of different k: say where the boundary is
                 self.engine.set_gradient_accumulation_boundary(i == k - 1)
-                loss, metrics = obj.loss(self.engine, micro, settings, normalizer, temperature, ref,
-                                         learner_old=olds[u][i] if olds else None)
+                with self._autocast():
+                    loss, metrics = obj.loss(self.engine, micro, settings, normalizer, temperature, ref,
+                                             learner_old=olds[u][i] if olds else None)
                 self.engine.backward(loss)
                 self.engine.step()
                 if u > 0 and olds is None:
@@ -163,12 +169,20 @@ class LearnerWorker:
         try:
             for minis in plan.minibatches:
                 for micro in minis:
-                    micro = micro.to(self.device)
-                    sums = response_logprob_sums(model, micro, 1.0)
+                    micro = micro.trimmed().to(self.device)
+                    with self._autocast():
+                        sums = response_logprob_sums(model, micro, 1.0)
                     out += [s for s, v in zip(sums.tolist(), micro.valid_rows().tolist()) if v > 0]
         finally:
             self.engine.train(was_training)
         return out
+
+    def _autocast(self):
+        import contextlib
+
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _full_state(self) -> dict[str, torch.Tensor]:
         """Full (merged) weights with the base model's names. A collective under ZeRO-3."""
@@ -255,6 +269,11 @@ class LearnerWorker:
         path, _ = self.engine.load_checkpoint(folder, tag=tag)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint {tag!r} in {folder}")
+
+
+def _fused_adamw(params) -> bool | None:
+    """True where torch has a fused AdamW for the parameters' device and dtype (CPU and CUDA, float types)."""
+    return True if params and all(p.is_floating_point() for p in params) else None
 
 
 def _adapter_config(module) -> dict:

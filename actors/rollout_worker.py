@@ -15,6 +15,7 @@ import time
 import ray
 import torch
 
+from actors.threads import auto_threads
 from actors.weights import WeightsMessage, unpack_flat, unpack_state_dict
 
 
@@ -40,9 +41,9 @@ def make_backend(name: str, model_path: str, dtype: str, device: str, lora_rank:
 @ray.remote
 class RolloutWorker:
     def __init__(self, index: int, model_path: str, backend: str = "hf", dtype: str = "float32", threads: int = 0,
-                 lora_rank: int = 0, sleep_mode: bool = False, max_model_len: int = 2048):
-        if threads:
-            torch.set_num_threads(threads)
+                 lora_rank: int = 0, sleep_mode: bool = False, max_model_len: int = 2048, share: int = 1):
+        """threads: torch threads; 0 = this node's cores split among `share` processes computing at once."""
+        torch.set_num_threads(auto_threads(threads, share))
         device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
         self.index = index
         self.engine = make_backend(backend, model_path, dtype, device, lora_rank, sleep_mode, max_model_len)

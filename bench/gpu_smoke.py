@@ -39,9 +39,11 @@ def layouts(gpus: int) -> list[tuple[str, list[str]]]:
     out = [("colocated", colocated), ("colocated + LoRA adapter", colocated + ["learner.lora.rank=16"])]
     if gpus >= 2:
         ranks = min(gpus - 1, 2)
-        out.append((f"broadcast, {ranks} learner rank(s)", [
-            "rollout.weight_sync=broadcast", "rollout.gpus_per_worker=1", f"learner.world_size={ranks}",
-            "learner.gpus_per_rank=1"]))
+        separate = ["rollout.weight_sync=broadcast", "rollout.gpus_per_worker=1", f"learner.world_size={ranks}",
+                    "learner.gpus_per_rank=1"]
+        out.append((f"broadcast, {ranks} learner rank(s)", separate))
+        # rollouts on their own GPU generate the next step while the learner trains this one
+        out.append((f"broadcast, {ranks} learner rank(s), overlapped rollouts", separate + ["rollout.max_staleness=1"]))
     return out
 
 

@@ -51,7 +51,7 @@ class RolloutConfig:
     num_workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    threads: int = 2  # torch threads inside each worker (CPU)
+    threads: int = 0  # torch threads inside each worker (CPU); 0 = the node's cores / the processes computing at once
     max_model_len: int = 2048  # vLLM: longest prompt + response (capped at the model's own limit)
     # how new weights reach the engines: object_store (rank 0 packs one buffer, every worker reads it) |
     # broadcast (a process group from learner rank 0 to the engines: NCCL on GPU, gloo on CPU) |
@@ -59,6 +59,10 @@ class RolloutConfig:
     weight_sync: str = "auto"
     lora_adapter_sync: bool = True  # LoRA runs on vLLM: sync only the adapter (False: merged weights)
     colocate: bool = False  # GPU: engines sleep (weights offloaded, KV cache freed) while the learner trains
+    # overlapped pipeline: rollouts of the next steps are generated while the learner updates this one, at
+    # most this many steps ahead (each sample then comes from a policy up to this many versions old, and
+    # the update corrects for it: decoupled PPO, see algorithm.stale_is_cap). 0 = synchronous
+    max_staleness: int = 0
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 
@@ -72,12 +76,19 @@ class LoraConfig:
 
 @dataclass
 class LearnerConfig:
-    world_size: int = 2
-    zero_stage: int = 2
+    # one rank per GPU on GPU machines; on CPU one rank with every core is faster than several single-thread
+    # ranks (bench/README.md, step_time levers): no gradient reduction, one optimizer step
+    world_size: int = 1
+    zero_stage: int = 2  # with one rank, stages 1 and 2 run as stage 0 (nothing to partition)
     backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
     cpus_per_rank: float = 1.0
     gpus_per_rank: float = 0.0
-    threads: int = 1
+    threads: int = 0  # torch threads per rank; 0 = the node's cores / the processes computing at once
+    # (the ranks; plus the rollout workers when rollouts overlap the update, rollout.max_staleness > 0)
+    # compute dtype of forward/backward: auto (= model.dtype) | float32 | bfloat16 (autocast: matmuls in
+    # bf16, weights, gradients and optimizer state stay in model.dtype; fast only where the CPU has bf16
+    # instructions, or on GPU)
+    compute_dtype: str = "auto"
     cpu_shm_comm: bool = False  # DeepSpeed's shared-memory CPU allreduce (compiles an op on first use)
     micro_batch_size: int = 0  # 0 = the whole local shard in one micro batch
     optimizer: str = "torch_adamw"  # torch_adamw (nothing compiled) | deepspeed_adam
@@ -111,10 +122,17 @@ class AlgorithmConfig:
     # truncated importance sampling for the sampler/learner mismatch: pi_old is recomputed by the
     # learner and the pg term weighted by min(pi_old / pi_sampler, tis_cap); None = off
     tis_cap: Optional[float] = None
+    # stale samples (rollout.max_staleness > 0): the learner recomputes pi_old (the proximal policy) and weighs
+    # each token by min(pi_old / pi_behaviour, cap), AReaL's decoupled objective; tis_cap, when set, wins
+    stale_is_cap: float = 2.0
     # a step where every advantage is zero (each prompt's samples scored alike) and kl_coef is 0 has an
     # exactly zero policy gradient: skip its update and weight sync (the optimizer does not step either),
     # as DAPO's dynamic sampling drops such prompts. False: run the (zero-gradient) update anyway
     skip_zero_signal: bool = True
+    # in a step that has a signal, leave the rows whose advantage is 0 (a group whose samples scored alike) out
+    # of the forward/backward: with no KL term their gradient is exactly 0, and the loss still divides by the
+    # full batch's count, so the update is the same for less compute (needs updates_per_step=1)
+    drop_flat_groups: bool = True
     dpo: DPOConfig = field(default_factory=lambda: DPOConfig())
     # advantages: grouped by (role, prompt); ema_baseline > 0 also subtracts a per-role EMA of rewards
     # (role-conditioned advantage estimation, SPIRAL) with this decay; 0 = off

@@ -3,6 +3,7 @@
     for step:
         kind <- schedule(step)                       # config pattern, e.g. [task, task, task, evoenv]
         trajectories per role, metrics <- episode[kind].run(step, ctx)
+        start the next steps' rollouts (rollout.max_staleness > 0: they overlap the update)
         for each role: its policy's update with the role's objective, then weight sync
         log; checkpoint
 """
@@ -54,6 +55,7 @@ class Driver:
         t0 = time.perf_counter()
         episode = self.episodes[self.schedule.kind(self.step)]
         result = episode.run(self.step, self.ctx)                     # rollouts -> envs/judges -> advantages
+        self.prefetch()                                               # next steps' rollouts overlap the update
         row = {"step": self.step, "episode": episode.label, "kind": episode.kind, **result.metrics}
         for role, update in result.updates.items():                   # each role: its policy, its objective
             policy = self.ctx.policy(role)
@@ -62,6 +64,15 @@ class Driver:
         row.update(self.ctx.metrics())
         row["timing/step"] = time.perf_counter() - t0
         return row
+
+    def prefetch(self) -> None:
+        """The overlapped pipeline (rollout.max_staleness = k > 0): start the rollouts of the next k steps now,
+        with the weights from before this step's update, stopping at a kind that cannot start early."""
+        for ahead in range(1, self.cfg.steps - self.step):
+            episode = self.episodes[self.schedule.kind(self.step + ahead)]
+            if ahead > episode.lookahead(self.ctx):
+                break
+            episode.prefetch(self.step + ahead, self.ctx)
 
     # -- checkpoints --------------------------------------------------------------
     def should_checkpoint(self) -> bool:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 
 import ray
 
 from actors.learner_worker import LearnerWorker
-from cluster.placement import bundle, on_bundle, reserve
+from cluster.placement import bundle, compute_share, on_bundle, reserve
 from trainers.batch import Trajectory, collate
-from trainers.grpo import plan_updates
+from trainers.grpo import count_for, plan_updates
 from trainers.losses import PolicyLossConfig
 from trainers.objectives import LossSettings, get_objective, merge_rank_metrics
 from trainers.preference import PreferenceConfig
@@ -31,7 +32,8 @@ class LearnerGroup:
         self.pg = reserve(name, [bundle(lc.cpus_per_rank, lc.gpus_per_rank)] * lc.world_size, strategy)
         self.ranks = [
             LearnerWorker.options(**on_bundle(self.pg, r)).remote(
-                r, lc, model_path, dtype or cfg.model.dtype, lc.micro_batch_size or 1, self.algo.kl_coef > 0)
+                r, lc, model_path, dtype or cfg.model.dtype, lc.micro_batch_size or 1, self.algo.kl_coef > 0,
+                share=compute_share(cfg, "learner"))
             for r in range(lc.world_size)
         ]
         nodes = set(ray.get([w.node_address.remote() for w in self.ranks]))
@@ -54,20 +56,42 @@ class LearnerGroup:
         return ray.get([w.setup.remote(init_method) for w in self.ranks])  # every rank joins at once
 
     def update(self, trajectories: list[Trajectory], objective: str, temperature: float, pad_id: int,
-               recompute_old: bool = False) -> dict:
+               recompute_old: bool = False, is_cap: float | None = None) -> dict:
         """One step on every rank with the named objective (grpo, dpo or sft) over any number of trajectories
         (dpo: pairs, by pair_id/chosen). temperature: grpo scores at it (the sampling temperature); dpo and
         sft score at 1. recompute_old (grpo): pi_old is the learner's own logprobs (not the sampler's),
         needed when samples were not drawn from the policy itself (CUTS) or for truncated IS.
         Returns the metrics averaged over ranks (grpo: loss, pg_loss, kl, clip_frac, ratio_mean, ratio_max,
-        logprob_gap/*; dpo: loss, dpo/*; sft: loss, sft/nll; every objective: grad_norm, lr, seconds)."""
+        logprob_gap/*; dpo: loss, dpo/*; sft: loss, sft/nll; every objective: grad_norm, lr, seconds).
+        is_cap (grpo, with recompute_old): this update's truncated-IS cap, for stale samples."""
         obj = get_objective(objective)
-        obj.check(self.settings)
+        settings = self.settings
+        if is_cap is not None:
+            settings = replace(settings, policy=replace(settings.policy, tis_cap=is_cap))
+        obj.check(settings)
+        count = obj.count(self.settings)
+        trajectories, extra, dropped = self._drop_zero_advantage(trajectories, objective, count, pad_id)
         batch = obj.collate(trajectories, pad_id)
-        plans = plan_updates(batch, self.world_size, self.algo.updates_per_step, self.micro, obj.count(self.settings))
-        results = ray.get([w.train.remote(p, objective, self.settings, temperature, recompute_old)
+        plans = plan_updates(batch, self.world_size, self.algo.updates_per_step, self.micro, count, extra)
+        results = ray.get([w.train.remote(p, objective, settings, temperature, recompute_old)
                            for w, p in zip(self.ranks, plans)])
-        return merge_rank_metrics(results)
+        return {**merge_rank_metrics(results), **dropped}
+
+    def _drop_zero_advantage(self, trajectories: list[Trajectory], objective: str, count: str, pad_id: int):
+        """DAPO's dynamic sampling without changing the gradient: a grpo row whose advantage is 0 everywhere
+        (every row of a group whose samples scored alike) has a loss and gradient of exactly 0 when there is
+        no KL term, so it is left out of the forward/backward while the normaliser still counts it.
+        Returns (kept rows, their count in normaliser units, metrics)."""
+        algo = self.algo
+        if objective != "grpo" or not algo.drop_flat_groups or algo.kl_coef != 0 or algo.updates_per_step != 1:
+            return trajectories, 0.0, {}
+        kept = [t for t in trajectories if _has_signal(t)]
+        dropped = [t for t in trajectories if not _has_signal(t)]
+        if not kept:  # no row has a signal: nothing to save (the policy skips such steps unless told not to)
+            kept, dropped = trajectories, []
+        groups = {(t.role, t.group_id) for t in dropped} - {(t.role, t.group_id) for t in kept}
+        extra = count_for(collate(dropped, pad_id), count) if dropped else 0.0
+        return kept, extra, {"update/dropped_samples": float(len(dropped)), "update/flat_groups": float(len(groups))}
 
     def sequence_logprobs(self, trajectories: list[Trajectory], pad_id: int, reference: bool = False) -> list[float]:
         """Each trajectory's summed loss-masked response logprob (temperature 1) under the current policy, or
@@ -106,3 +130,9 @@ class LearnerGroup:
 
     def load(self, folder: str, tag: str) -> None:
         ray.get([w.load_checkpoint.remote(folder, tag) for w in self.ranks])
+
+
+def _has_signal(t: Trajectory) -> bool:
+    if t.token_advantages is not None:
+        return any(a != 0 for a in t.token_advantages)
+    return t.advantage != 0

@@ -44,3 +44,14 @@ def release(*pgs) -> None:
     for pg in pgs:
         if pg is not None:
             remove_placement_group(pg)
+
+
+def compute_share(cfg, part: str) -> int:
+    """How many processes of one policy compute at the same time as one of `part` (learner | rollout), for
+    threads=0 (auto): a CPU node's cores are split among them. Rollouts and updates take turns unless
+    rollouts overlap the update (rollout.max_staleness > 0); then both sides split the cores."""
+    ranks, workers = cfg.learner.world_size, cfg.rollout.num_workers
+    overlap = cfg.rollout.max_staleness > 0
+    if part == "learner":
+        return ranks + (workers if overlap else 0)
+    return workers + (ranks if overlap else 0)

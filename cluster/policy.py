@@ -20,7 +20,8 @@ from trainers.models import encode_prompt, load_tokenizer, prepare_model
 
 # the learner's metrics a GRPO row always carries (0 when the update was skipped), as before policies existed
 GRPO_KEYS = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "ratio_max": 1.0,
-             "logprob_gap/mean_abs": 0.0, "logprob_gap/max_abs": 0.0}
+             "logprob_gap/mean_abs": 0.0, "logprob_gap/max_abs": 0.0, "update/dropped_samples": 0.0,
+             "update/flat_groups": 0.0}
 
 
 class Policy:
@@ -49,14 +50,24 @@ class Policy:
     def generate(self, prompts: list[list[int]], sampling, seed: int) -> dict:
         """n samples per prompt from the current version. `off_policy`: the samples were not drawn from the
         policy's own distribution (CUTS), so the learner recomputes pi_old."""
-        out = self.rollout.generate(prompts, sampling, seed)
-        return {**out, "version": self.version, "off_policy": sampling.cuts_fraction > 0}
+        return self.collect(self.submit(prompts, sampling, seed))
+
+    def submit(self, prompts: list[list[int]], sampling, seed: int):
+        """Start generate() and return a handle at once (the overlapped pipeline): the samples come from the
+        version current now, even when an update lands before collect()."""
+        return self.rollout.submit(prompts, sampling, seed)
+
+    def collect(self, handle) -> dict:
+        out = self.rollout.collect(handle)
+        return {**out, "off_policy": handle.sampling.cuts_fraction > 0}
 
     def update(self, trajectories: list, objective: str, temperature: float = 1.0,
                recompute_old: bool = False) -> dict:
         """One learner step on the trajectories with the named objective, then the new weights to the pool."""
         t0 = time.perf_counter()
         algo = self.cfg.algorithm
+        # samples drawn while an earlier update ran (rollout.max_staleness > 0) come from an older version
+        stale = max((self.version - t.policy_version for t in trajectories), default=0)
         zero_signal = objective == "grpo" and not any(
             t.advantage or (t.token_advantages and any(t.token_advantages)) for t in trajectories)
         if not trajectories or (zero_signal and algo.skip_zero_signal and algo.kl_coef == 0):
@@ -64,9 +75,13 @@ class Policy:
             # exactly zero, so the optimizer does not step and the weights stay where they are
             learner, sync, t1, skipped = {}, {"bytes": 0}, t0, 1.0
         else:
+            is_cap = None
+            if objective == "grpo" and stale:  # decoupled PPO: clip against the learner's own pi_old (the
+                # proximal policy, recomputed) and weigh each token by pi_old / pi_behaviour, capped
+                recompute_old, is_cap = True, algo.tis_cap if algo.tis_cap is not None else algo.stale_is_cap
             self.rollout.sleep()  # colocated engines free the GPU for the learner
             learner = self.learners.update(trajectories, objective, temperature, self.tokenizer.pad_token_id,
-                                           recompute_old=recompute_old)
+                                           recompute_old=recompute_old, is_cap=is_cap)
             self.rollout.wake_up()
             t1 = time.perf_counter()
             self.version += 1
@@ -74,9 +89,11 @@ class Policy:
         t2 = time.perf_counter()
         keep = GRPO_KEYS if objective == "grpo" else {"loss": 0.0, "grad_norm": 0.0}
         row = {k: learner.get(k, default) for k, default in keep.items()}
-        row.update({k: v for k, v in learner.items() if k.startswith(f"{objective}/")})
+        row.update({k: v for k, v in learner.items()
+                    if k.startswith((f"{objective}/", "update/")) or k == "tis_weight_mean"})
         row.update({"policy_version": self.version, "weight_sync/seconds": t2 - t1,
-                    "weight_sync/bytes": sync["bytes"], "timing/update": t1 - t0, "update/skipped": skipped})
+                    "weight_sync/bytes": sync["bytes"], "timing/update": t1 - t0, "update/skipped": skipped,
+                    "rollout/staleness": float(stale)})
         return row
 
     def sync(self) -> dict:
@@ -111,6 +128,12 @@ class ScriptedPolicy:
     def generate(self, prompts: list[list[int]], sampling, seed: int) -> dict:
         samples = [[self._sample(g * sampling.n + j) for j in range(sampling.n)] for g in range(len(prompts))]
         return {"samples": samples, "tokens": 0, "seconds": 0.0, "version": self.base.version, "off_policy": True}
+
+    def submit(self, prompts: list[list[int]], sampling, seed: int) -> dict:
+        return self.generate(prompts, sampling, seed)
+
+    def collect(self, handle: dict) -> dict:
+        return handle
 
     def _sample(self, k: int) -> Sample:
         text = self.responses[k % len(self.responses)]

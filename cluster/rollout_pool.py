@@ -13,16 +13,28 @@ the next sync. LoRA runs on vLLM send only the adapter.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import ray
 
 from actors.rollout_worker import RolloutWorker
-from cluster.placement import bundle, on_bundle, reserve
+from cluster.placement import bundle, compute_share, on_bundle, reserve
 
 DEAD = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
 
 
 class VersionMismatch(RuntimeError):
     pass
+
+
+@dataclass
+class Pending:
+    """Generation calls in flight: one per worker with prompts, and what re-issuing them needs."""
+    calls: dict[int, ray.ObjectRef]
+    chunks: list[list[list[int]]]
+    sampling: object
+    seed: int
+    version: int  # the weights the workers hold when the calls were made
 
 
 class RolloutPool:
@@ -35,6 +47,7 @@ class RolloutPool:
             ("broadcast" if rc.gpus_per_worker > 0 and not rc.colocate else "object_store")
         self.version, self.weights_ref, self.restarts = 0, None, 0
         self.group_ready, self.learners = False, None
+        self.share = compute_share(cfg, "rollout")
         self.pg = reserve(name, [bundle(rc.cpus_per_worker, rc.gpus_per_worker)] * rc.num_workers, strategy)
         self.workers = [self._start(i) for i in range(rc.num_workers)]
         ray.get([w.ready.remote() for w in self.workers])
@@ -42,7 +55,7 @@ class RolloutPool:
     def _start(self, i: int):
         return RolloutWorker.options(**on_bundle(self.pg, i), max_restarts=0).remote(
             i, self.model_path, self.rc.backend, self.dtype, self.rc.threads,
-            self.lora if self.adapter_only else 0, self.rc.colocate, self.rc.max_model_len)
+            self.lora if self.adapter_only else 0, self.rc.colocate, self.rc.max_model_len, self.share)
 
     def _restart(self, i: int) -> None:
         try:
@@ -59,21 +72,34 @@ class RolloutPool:
 
     def generate(self, prompts: list[list[int]], sampling, seed: int) -> dict:
         """Split prompts over workers; every sample must come from the current version."""
+        return self.collect(self.submit(prompts, sampling, seed))
+
+    def submit(self, prompts: list[list[int]], sampling, seed: int) -> Pending:
+        """Start generating and return at once. A worker runs its calls in order, so the weights it samples
+        with are the ones it holds now: a later sync waits until these samples are drawn."""
         k = len(self.workers)
         chunks = [prompts[i * len(prompts) // k:(i + 1) * len(prompts) // k] for i in range(k)]
         calls = {i: self.workers[i].generate.remote(c, sampling, seed * 1000 + i) for i, c in enumerate(chunks) if c}
+        return Pending(calls, chunks, sampling, seed, self.version)
+
+    def collect(self, pending: Pending) -> dict:
+        """The samples of a submit(), from the version that was current when it was submitted."""
         outs = []
-        for i, ref in calls.items():
+        for i, ref in pending.calls.items():
             try:
                 outs.append(ray.get(ref))
             except DEAD:  # restart and re-issue the same prompts with the same seed
+                if self.version != pending.version:  # its weights are gone: the restarted worker has newer ones
+                    raise VersionMismatch(f"rollout worker {i} died while generating with version "
+                                          f"{pending.version}; the pool is at {self.version}") from None
                 self._restart(i)
-                outs.append(ray.get(self.workers[i].generate.remote(chunks[i], sampling, seed * 1000 + i)))
-        stale = [o["version"] for o in outs if o["version"] != self.version]
+                outs.append(ray.get(self.workers[i].generate.remote(pending.chunks[i], pending.sampling,
+                                                                    pending.seed * 1000 + i)))
+        stale = [o["version"] for o in outs if o["version"] != pending.version]
         if stale:
-            raise VersionMismatch(f"rollout workers answered with versions {stale}, expected {self.version}")
+            raise VersionMismatch(f"rollout workers answered with versions {stale}, expected {pending.version}")
         return {"samples": [g for o in outs for g in o["samples"]], "tokens": sum(o["tokens"] for o in outs),
-                "seconds": max(o["seconds"] for o in outs), "restarts": self.restarts}
+                "seconds": max(o["seconds"] for o in outs), "restarts": self.restarts, "version": pending.version}
 
     # -- weight sync -------------------------------------------------------------
     def sync(self, learners, version: int) -> dict:

@@ -66,6 +66,15 @@ def validate(cfg) -> None:
 def _policy(lc, rc, where: str) -> None:
     _check(lc.zero_stage in (0, 1, 2, 3), f"{where}learner.zero_stage={lc.zero_stage}: use 2 or 3 (0 and 1 also work)")
     _check(lc.world_size >= 1, f"{where}learner.world_size={lc.world_size}: must be at least 1")
+    _check(lc.threads >= 0, f"{where}learner.threads={lc.threads}: torch threads per rank (0 = the node's cores "
+                            "shared by the ranks)")
+    _check(lc.compute_dtype in ("auto", "float32", "bfloat16"),
+           f"{where}learner.compute_dtype={lc.compute_dtype!r}: use auto, float32 or bfloat16")
+    _check(rc.max_staleness >= 0, f"{where}rollout.max_staleness={rc.max_staleness}: steps the rollouts may run "
+                                  "ahead of the learner (0 = synchronous)")
+    _check(not (rc.colocate and rc.max_staleness > 0),
+           f"{where}rollout.max_staleness={rc.max_staleness} overlaps rollouts with the update, but "
+           "rollout.colocate=true puts the engines to sleep during it: use one or the other")
     _check(lc.micro_batch_size >= 0, f"{where}learner.micro_batch_size={lc.micro_batch_size}: rows per micro batch "
                                      "(0 = a rank's whole share of an update)")
     _check(rc.num_workers >= 1, f"{where}rollout.num_workers={rc.num_workers}: must be at least 1")

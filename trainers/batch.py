@@ -113,6 +113,24 @@ class Batch:
             raise ValueError(f"rank {rank} not in [0, {world_size})")
         return self.split(world_size)[rank]
 
+    def by_length(self) -> Batch:
+        """The same units, longest first (a unit's length: its longest row); ties keep their order."""
+        lengths = self.attention_mask.sum(1).view(self.units, self.unit).max(1).values
+        order = sorted(range(self.units), key=lambda u: -int(lengths[u]))
+        rows = torch.tensor([u * self.unit + r for u in order for r in range(self.unit)], dtype=torch.long)
+        return self._map(lambda x: x[rows])
+
+    def trimmed(self) -> Batch:
+        """The same rows without the trailing columns that are padding in every row (a micro batch of short
+        rows cut from a batch padded to its longest)."""
+        T = int(self.attention_mask.sum(1).max()) if len(self) else 0
+        if T <= 0 or T >= self.input_ids.shape[1]:
+            return self
+        cols = {"input_ids": T, "attention_mask": T, "loss_mask": T - 1, "old_logprobs": T - 1, "token_advantages": T - 1}
+        return Batch(**{name: (None if getattr(self, name) is None else
+                               getattr(self, name)[:, :cols[name]] if name in cols else getattr(self, name))
+                        for name in _ROW_FIELDS}, unit=self.unit)
+
     def to(self, device) -> Batch:
         return self._map(lambda x: x.to(device))
 

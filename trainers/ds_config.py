@@ -10,9 +10,15 @@ def deepspeed_config(cfg, micro: int, gas: int, bf16: bool) -> dict:
         "gradient_accumulation_steps": gas,
         "train_batch_size": micro * gas * cfg.world_size,
         "gradient_clipping": cfg.grad_clip,
-        "zero_optimization": {"stage": cfg.zero_stage},
+        "zero_optimization": {"stage": zero_stage(cfg)},
         "bf16": {"enabled": bf16},
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
     }
+
+
+def zero_stage(cfg) -> int:
+    """The ZeRO stage a rank runs: learner.zero_stage, except that one rank has nothing to partition or
+    reduce, so stages 1 and 2 run as stage 0 there (no gradient buckets, no collectives). Stage 3 is kept."""
+    return 0 if cfg.world_size == 1 and cfg.zero_stage in (1, 2) else cfg.zero_stage

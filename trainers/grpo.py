@@ -44,20 +44,27 @@ def count_for(batch: Batch, count: str) -> float:
 
 
 def _micro_split(shard: Batch, k: int, pad: Batch) -> list[Batch]:
-    """Exactly k micro batches of `shard`'s units (near-equal, contiguous); padding where it has fewer than k."""
+    """Exactly k micro batches of `shard`'s units (near-equal); padding where it has fewer than k. With several
+    micro batches the units go longest first, so that each micro batch holds rows of similar length and the
+    learner, which cuts each micro batch to its own longest row, computes little padding."""
     if shard.units >= k:
-        return shard.split(k)
+        return (shard.by_length() if k > 1 else shard).split(k)
     return [shard._units(i, i + 1) for i in range(shard.units)] + [pad] * (k - shard.units)
 
 
-def plan_updates(batch: Batch, world_size: int, updates: int, micro_batch_size: int, count: str) -> list[UpdatePlan]:
+def plan_updates(batch: Batch, world_size: int, updates: int, micro_batch_size: int, count: str,
+                 extra_count: float = 0.0) -> list[UpdatePlan]:
     """Split a step's batch into per-rank plans with global normalisers.
 
     The batch is cut into min(updates, units) mini-batches of contiguous units (one optimizer step each), each
     mini-batch sharded over the ranks by contiguous units. Every rank gets k = max over ranks of
     ceil(units / max rows per micro) micro batches (micro_batch_size 0: one micro batch of the whole shard);
     a rank with fewer units than k pads with zero-loss copies of the batch's first unit.
+    `extra_count` (one mini-batch only): units left out of `batch` that the normaliser still counts (rows
+    whose loss is exactly 0, dropped to save their compute), so the gradient is the one of the full batch.
     """
+    if extra_count and updates != 1:
+        raise ValueError("extra_count needs a single mini-batch (updates=1)")
     if world_size < 1 or updates < 1 or micro_batch_size < 0:
         raise ValueError(f"world_size={world_size}, updates={updates}, micro_batch_size={micro_batch_size}")
     if batch.units == 0:
@@ -70,16 +77,30 @@ def plan_updates(batch: Batch, world_size: int, updates: int, micro_batch_size: 
         shards = mini.split(world_size)
         most = max(s.units for s in shards)
         k = 1 if per_micro is None else -(-most // per_micro)
-        global_counts.append(sum(count_for(s, count) for s in shards))
+        global_counts.append(sum(count_for(s, count) for s in shards) + extra_count)
         for r, s in enumerate(shards):
             minis_by_rank[r].append(_micro_split(s, k, pad))
     return [UpdatePlan(minis, list(global_counts)) for minis in minis_by_rank]
 
 
+def first_scored_column(batch: Batch) -> int:
+    """The first column of loss_mask that any row scores (0 when none does)."""
+    cols = batch.loss_mask.any(0).nonzero()
+    return int(cols[0]) if len(cols) else 0
+
+
 def sequence_logprobs(model, batch: Batch, temperature: float) -> torch.Tensor:
-    """Per-token logprobs [B, T-1] of input_ids[:, t + 1] under `model` (every position, mask not applied)."""
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-    return token_logprobs(out.logits, batch.input_ids, temperature)
+    """Per-token logprobs [B, T-1] of input_ids[:, t + 1] under `model` (mask not applied).
+
+    The LM head runs only from the batch's first scored column on (`logits_to_keep`): prompt positions need
+    no logits, and on a 49k vocabulary they are a fifth of the model's compute. Columns before it are 0, and
+    every row's loss mask is 0 there."""
+    first = first_scored_column(batch)
+    T = batch.input_ids.shape[1]
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False,
+                logits_to_keep=T - first)
+    scored = token_logprobs(out.logits, batch.input_ids[:, first:], temperature)
+    return torch.nn.functional.pad(scored, (first, 0)) if first else scored
 
 
 @torch.no_grad()

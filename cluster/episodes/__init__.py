@@ -2,6 +2,7 @@
 
     episode = EPISODES[kind](ctx)
     result = episode.run(step, ctx)    # rollouts -> environments / judges -> trajectories per role, advantages set
+    next_episode.prefetch(step + 1, ctx)   # rollout.max_staleness > 0: next rollouts run during the update
     for role, update in result.updates.items():
         ctx.policy(role).update(update.trajectories, update.objective, ...)
 
@@ -41,6 +42,13 @@ class Episode:
 
     def run(self, step: int, ctx) -> EpisodeResult:
         raise NotImplementedError
+
+    def lookahead(self, ctx) -> int:
+        """How many steps ahead this kind may start its rollouts (rollout.max_staleness); 0: it cannot."""
+        return 0
+
+    def prefetch(self, step: int, ctx) -> None:
+        """Start the rollouts of `step` now (the overlapped pipeline); run(step) collects them."""
 
     def start(self, step: int) -> None:
         """Before the first step of this process (step > 0 on resume)."""

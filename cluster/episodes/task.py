@@ -28,23 +28,20 @@ class TaskEpisode(Episode):
         super().__init__(ctx)
         self.ec = ctx.cfg.episodes.task
         self.heldout: list[Trajectory] | None = None
+        self.pending: dict[int, tuple] = {}  # step -> (instances, prompts, rollouts in flight)
         saved = ctx.resume_from / "episodes" / self.kind / "heldout_pairs.json" if ctx.resume_from else None
         if saved is not None and saved.is_file():
             self.heldout = [Trajectory.from_dict(d) for d in json.loads(saved.read_text())]
 
     def run(self, step: int, ctx) -> EpisodeResult:
-        policy, cfg = ctx.policy("solver"), ctx.cfg
+        policy = ctx.policy("solver")
         sampling = policy.sampling
         if self.ec.objective == "dpo" and self.ec.heldout_pairs and self.heldout is None:
             self.heldout = self._heldout_pairs(ctx)
         t0 = time.perf_counter()
-        if ctx.evo is not None:
-            instances = ctx.evo.solver_instances(step, ctx.data_seeds(step))
-        else:
-            instances = ctx.env.sample(ctx.data_seeds(step), cfg.env.difficulty)
-        prompts = [policy.encode(i["prompt"]) for i in instances]
+        instances, prompts, handle = self.pending.pop(step, None) or self._submit(step, ctx)
         t1 = time.perf_counter()
-        out = policy.generate(prompts, sampling, seed=cfg.seed * 7919 + step)
+        out = policy.collect(handle)  # prefetched: only the part of generation the update did not cover
         t2 = time.perf_counter()
         items = [{"data": inst["data"], "response": s.text, "env": inst.get("env")}
                  for inst, group in zip(instances, out["samples"]) for s in group]
@@ -67,10 +64,28 @@ class TaskEpisode(Episode):
                                                torch.tensor([s.cuts for g in out["samples"] for s in g])))
         if self.heldout:
             metrics.update(self._heldout_accuracy(policy))
-        metrics.update({"rollout/tokens_per_s": out["tokens"] / max(t2 - t1, 1e-9), "timing/rollout": t2 - t1,
+        # the engine's own generation time: with the overlapped pipeline, t2 - t1 is only the wait for it
+        metrics.update({"rollout/tokens_per_s": out["tokens"] / max(out["seconds"], 1e-9), "timing/rollout": t2 - t1,
                         "timing/score": t3 - t2, "timing/sample": t1 - t0, **env_metrics})
         update = RoleUpdate(trajectories, self.ec.objective, temperature, recompute_old=out["off_policy"])
         return EpisodeResult({"solver": update}, metrics)
+
+    def _submit(self, step: int, ctx) -> tuple[list[dict], list[list[int]], object]:
+        """Draw the step's instances and start its rollouts."""
+        policy, cfg = ctx.policy("solver"), ctx.cfg
+        if ctx.evo is not None:
+            instances = ctx.evo.solver_instances(step, ctx.data_seeds(step))
+        else:
+            instances = ctx.env.sample(ctx.data_seeds(step), cfg.env.difficulty)
+        prompts = [policy.encode(i["prompt"]) for i in instances]
+        return instances, prompts, policy.submit(prompts, policy.sampling, seed=cfg.seed * 7919 + step)
+
+    def lookahead(self, ctx) -> int:
+        return ctx.policy("solver").pcfg.rollout.max_staleness
+
+    def prefetch(self, step: int, ctx) -> None:
+        if step not in self.pending:
+            self.pending[step] = self._submit(step, ctx)
 
     # -- online DPO: pairs from each prompt's group --------------------------------------
     def _pairs(self, policy, instances: list[dict], trajectories: list[Trajectory]) -> tuple[list[Trajectory], dict]:

@@ -45,6 +45,10 @@ def test_cross_key_validation(tmp_path):
     (["rollout.colocate=true", "rollout.backend=vllm", "rollout.gpus_per_worker=0.5", "learner.gpus_per_rank=0.5",
       "rollout.weight_sync=broadcast"], "NCCL cannot connect two processes on the same GPU"),
     (["selfplay=evoenv", "selfplay.keep_proposals=-1"], "selfplay.keep_proposals=-1: a number of steps >= 0"),
+    (["rollout.max_staleness=1", "rollout.colocate=true"], "rollout.max_staleness=1 overlaps rollouts with the "
+                                                           "update, but rollout.colocate=true"),
+    (["rollout.max_staleness=-1"], "rollout.max_staleness=-1: steps the rollouts may run ahead"),
+    (["learner.compute_dtype=fp8"], "learner.compute_dtype='fp8': use auto, float32 or bfloat16"),
 ])
 def test_weight_sync_and_colocate_validation(tmp_path, overrides, message):
     proc = evoforge("train", f"run_dir={tmp_path / 'r'}", *overrides)

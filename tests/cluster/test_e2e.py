@@ -1,5 +1,6 @@
-"""End to end on the real stack: embedded Ray cluster on loopback, two DeepSpeed ranks over gloo,
-a transformers rollout worker, an environment executor with worker processes, the tiny model."""
+"""End to end on the real stack: embedded Ray cluster on loopback, DeepSpeed learner ranks (one by default,
+two over gloo where data parallelism is under test), a transformers rollout worker, an environment executor
+with worker processes, the tiny model."""
 import json
 import shutil
 
@@ -51,13 +52,14 @@ def test_grpo_learns_repeat_digits(tmp_path, backend):
 
 def test_resume_matches_uninterrupted_run(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
-    train(full, "steps=6", "save_every=3", "seed=3", "logger.wandb.enabled=true")
+    two_ranks = "learner.world_size=2"  # the default is one rank; resume is exact over a data-parallel group too
+    train(full, "steps=6", "save_every=3", "seed=3", two_ranks, "logger.wandb.enabled=true")
     assert list((full / "wandb").glob("offline-run-*")), "wandb offline files missing"
     # a run stopped after its step-3 checkpoint: the run directory as it was on disk then
     shutil.copytree(full, part, ignore=shutil.ignore_patterns("wandb", "step_000006"))
     assert (part / "checkpoints" / "step_000003" / "driver.json").exists()
     (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics(full)[:3]))
-    train(part, "steps=6", "save_every=3", "seed=3", f"resume={part}")
+    train(part, "steps=6", "save_every=3", "seed=3", two_ranks, f"resume={part}")
     a, b = metrics(full), metrics(part)
     assert [r["step"] for r in b] == list(range(6))
     for key in ("reward/mean", "loss", "grad_norm", "response_length/mean", "policy_version"):
@@ -66,6 +68,19 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     proc = evoforge("train", f"run_dir={part}", *QUIET, "steps=1")
     assert proc.returncode == 1 and "already holds a run" in proc.stderr
     assert len(metrics(part)) == 6
+
+
+def test_overlapped_rollouts_are_one_step_stale_and_corrected(tmp_path):
+    """rollout.max_staleness=1: each step's samples are drawn while the previous update runs, from the policy one
+    version back; the learner recomputes pi_old and weighs tokens by pi_old / pi_sampler (decoupled PPO)."""
+    run = tmp_path / "overlap"
+    train(run, "steps=4", "seed=1", "save_every=0", "rollout.max_staleness=1", "algorithm.skip_zero_signal=false")
+    rows = metrics(run)
+    assert [r["policy_version"] for r in rows] == [1, 2, 3, 4]
+    assert [r["rollout/staleness"] for r in rows] == [0.0, 1.0, 1.0, 1.0]
+    assert "tis_weight_mean" not in rows[0] and rows[0]["logprob_gap/mean_abs"] < 1e-3  # on-policy, as without overlap
+    for r in rows[1:]:  # the sampler's policy is one update behind the learner's pi_old: a real gap, corrected
+        assert r["logprob_gap/mean_abs"] > 1e-3 and 0 < r["tis_weight_mean"] <= 2.0, r
 
 
 def test_zero3_lora_with_reference_kl(tmp_path):

@@ -155,3 +155,19 @@ def test_padding_rows_copy_a_unit_with_nothing_to_learn():
     assert pad.valid.tolist() == [0.0, 0.0] and b.valid_rows().tolist() == [1.0, 1.0]
     pairs = collate_pairs([_pair(0, True, 1), _pair(0, False, 2), _pair(1, True, 3), _pair(1, False, 4)], 0)
     assert pairs.padding().input_ids.tolist() == [[100, 1], [100, 2]] and pairs.padding().unit == 2
+
+
+def test_by_length_and_trimmed_keep_every_row_and_drop_only_padding():
+    ts = [Trajectory([1, 2], [3] * n, [-0.5] * n, advantage=float(n)) for n in (1, 5, 3, 7)]
+    batch = collate(ts, pad_id=0)
+    ordered = batch.by_length()
+    assert ordered.advantages.tolist() == [7.0, 5.0, 3.0, 1.0]
+    assert ordered.attention_mask.sum(1).tolist() == [9, 7, 5, 3]
+    short = ordered._rows(2, 4).trimmed()  # the two short rows: columns past their longest row go
+    assert short.input_ids.shape == (2, 5) and short.loss_mask.shape == (2, 4)
+    assert short.input_ids.tolist() == [[1, 2, 3, 3, 3], [1, 2, 3, 0, 0]]
+    assert short.loss_mask.sum().item() == 4 and short.old_logprobs.sum().item() == -2.0
+    assert ordered._rows(0, 2).trimmed() is not None and batch.trimmed().input_ids.shape == batch.input_ids.shape
+    pairs = [Trajectory([1], [2] * n, [], pair_id=i // 2, chosen=i % 2 == 0) for i, n in enumerate((1, 2, 6, 1))]
+    by_pair = collate_pairs(pairs, 0).by_length()  # a pair moves as one unit, by its longer row
+    assert by_pair.attention_mask.sum(1).tolist() == [7, 2, 2, 3]

@@ -1,6 +1,8 @@
 """Data-parallel exactness of the update plan, for every objective and any number of samples or pairs:
 the per-rank, per-micro-batch losses and gradients, averaged the way DeepSpeed averages gradients (over
-ranks and accumulation steps), equal the loss and gradient of the whole mini-batch on one process."""
+ranks and accumulation steps), equal the loss and gradient of the whole mini-batch on one process. Micro
+batches are sorted by length and cut to their longest row, and the LM head runs only from the first scored
+position, as in the learner."""
 import math
 import random
 
@@ -71,6 +73,7 @@ def check_exact(models, ts, objective, settings, world, updates, micro, temperat
             normalizer = max(p.global_counts[u], 1.0) / (world * k)
             for mb in p.minibatches[u]:
                 assert mb.unit == batch.unit and len(mb) % batch.unit == 0
+                mb = mb.trimmed()  # as the learner does: each micro batch cut to its own longest row
                 loss, _ = obj.loss(model, mb, settings, normalizer, temperature, ref)
                 (loss / (world * k)).backward()
                 combined += loss.item() / (world * k)

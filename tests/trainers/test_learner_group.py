@@ -1,7 +1,8 @@
 """LearnerGroup on a real Ray cluster: two DeepSpeed ZeRO-2 ranks over gloo train grpo, dpo and sft on uneven
 counts (a rank short of rows runs padding micro steps, gradient accumulation changes between updates), and
 the gradient norm DeepSpeed reports for each update equals the norm of the global-loss gradient computed in
-this process on the same weights: the plan's normalisers, padding and per-update accumulation are exact.
+this process on the same weights: the plan's normalisers, padding, per-update accumulation and the rows left out
+of a flat group are exact.
 Then sequence_logprobs (policy and frozen reference) and a save/load round trip.
 
 Needs Ray on loopback: run inside `unshare -n sh -c 'ip link set lo up && exec "$0" "$@"' .venv/bin/python -m pytest`
@@ -41,6 +42,15 @@ def _samples(n, seed, pairs=False, behaviour=True):
     return out
 
 
+def _flat_group(ts):
+    """Group 0's samples scored alike: advantage 0 (its rows are dropped from the update; the loss divides by
+    every row's tokens, so the gradient is the one of the whole batch)."""
+    for t in ts:
+        if t.group_id == 0:
+            t.advantage = 0.0
+    return ts
+
+
 def _expected_grad_norm(group, objective, ts, model, ref, temperature):
     """The global loss of all trajectories (one process, one micro batch) and its gradient norm."""
     obj = get_objective(objective)
@@ -73,7 +83,8 @@ def test_update_grpo_dpo_sft_on_uneven_counts(ray_local, tiny_model_path, tmp_pa
         steps = [("grpo", _samples(5, seed=1), 0.8),  # ranks hold 3 and 2 rows -> 2 micro steps each
                  ("dpo", _samples(6, seed=2, pairs=True, behaviour=False), 1.0),  # 3 pairs: 2 and 1 -> 2 steps
                  ("sft", _samples(9, seed=3, behaviour=False), 1.0),  # 5 and 4 rows -> 3 micro steps
-                 ("grpo", _samples(1, seed=4), 0.8)]  # one row: rank 1 runs a padding step only
+                 ("grpo", _samples(1, seed=4), 0.8),  # one row: rank 1 runs a padding step only
+                 ("grpo", _flat_group(_samples(6, seed=5)), 0.8)]  # a flat group is left out, still counted
         for version, (objective, ts, temperature) in enumerate(steps, start=1):
             norm, loss = _expected_grad_norm(group, objective, ts, local, ref, temperature)
             metrics = group.update(ts, objective, temperature, pad_id=0)
@@ -88,6 +99,8 @@ def test_update_grpo_dpo_sft_on_uneven_counts(ray_local, tiny_model_path, tmp_pa
             if objective == "sft":
                 assert metrics["sft/nll"] == pytest.approx(loss, rel=1e-4)
             if objective == "grpo":
+                flat = sum(t.advantage == 0 for t in ts)
+                assert metrics.get("update/dropped_samples", 0) == flat and metrics.get("update/flat_groups", 0) == (flat > 0)
                 assert {"pg_loss", "kl", "clip_frac", "ratio_max", "logprob_gap/mean_abs", "lr", "seconds"} <= set(metrics)
 
         # after training: the policy moved away from the reference, which is still the initial model

@@ -28,10 +28,11 @@ def test_default_schedule_is_self_plays_generator_every(every):
 
 
 def test_policies_inherit_the_top_level_groups():
-    cfg = compose(["learner.lr=0.01", "+policies.big.model.tiny_layers=3", "+policies.small.learner.world_size=1"])
+    cfg = compose(["learner.lr=0.01", "learner.world_size=2", "+policies.big.model.tiny_layers=3",
+                   "+policies.small.learner.world_size=1"])
     p = resolve_policies(cfg)
     assert p["big"].model.tiny_layers == 3 and p["big"].learner.lr == 0.01 and p["big"].learner.world_size == 2
-    assert p["small"].model.tiny_layers == 2 and p["small"].learner.world_size == 1
+    assert p["small"].model.tiny_layers == 2 and p["small"].learner.world_size == 1 and p["small"].learner.lr == 0.01
     single = resolve_policies(compose(["learner.lr=0.5"]))
     assert list(single) == [DEFAULT_POLICY] and single[DEFAULT_POLICY].learner.lr == 0.5
 

@@ -67,7 +67,8 @@ class Policy:
         t0 = time.perf_counter()
         algo = self.cfg.algorithm
         # samples drawn while an earlier update ran (rollout.max_staleness > 0) come from an older version
-        stale = max((self.version - t.policy_version for t in trajectories), default=0)
+        stale = max([self.version - t.policy_version for t in trajectories if t.policy_version <= self.version],
+                    default=0)
         zero_signal = objective == "grpo" and not any(
             t.advantage or (t.token_advantages and any(t.token_advantages)) for t in trajectories)
         if not trajectories or (zero_signal and algo.skip_zero_signal and algo.kl_coef == 0):

@@ -15,12 +15,14 @@ commands:
   env list            list the available environments (--run DIR: a self-play run's environment library)
   env show NAME --run DIR   an environment of a run's library: source, gate reports, calibration, usage
   env check PATH      run the admission gates L1-L3 on an environment file in the sandbox (--json)
+  report RUN          write RUN/report.html: one self-contained page of a finished run (--out PATH)
 
 examples:
   evoforge train                         GRPO on the tiny model, embedded local Ray cluster
   evoforge train model=smollm2 steps=50  SmolLM2-135M-Instruct
   evoforge train -m seed=0,1             a Hydra multirun sweep
   evoforge eval checkpoint=runs/X env=reasoning_gym env.name=leg_counting eval.instances=32
+  evoforge report runs/X                 runs/X/report.html: plots, held-out table, funnel, library
 """
 
 
@@ -45,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         from cluster.env_cli import main as env_main
 
         return env_main(rest)
+    if command == "report":
+        from cluster.report_html import main as report_main
+
+        return report_main(rest)
     print(f"evoforge: unknown command {command!r}; try `evoforge --help`", file=sys.stderr)
     return 2
 

@@ -159,7 +159,13 @@ class SandboxConfig:
 class EnvConfig:
     name: str = "repeat_digits"  # a builtin or seed environment, a path to a .py file, or a Reasoning Gym dataset
     kind: str = "file"  # file (builtin/seed/path) | reasoning_gym
+    # Reasoning Gym dataset parameters fixed at every difficulty, e.g. env.rg_config.max_digits=1
+    rg_config: dict[str, Any] = field(default_factory=dict)
     difficulty: int = 2
+    # solved examples (the environment's own instances and reference answers, at seeds nothing trains or
+    # evaluates on) shown before every prompt as earlier chat turns: the answer format for a small model.
+    # Held-out measurements use the same number, from each held-out task.
+    fewshot: int = 0
     num_executors: int = 1
     workers_per_executor: int = 2
     cpus_per_executor: float = 0.5
@@ -183,6 +189,12 @@ class SelfPlayConfig:
     examples: int = 2  # library environments shown in a generator prompt
     example_chars: int = 1200  # each example's source is cut to about this many characters
     max_new_tokens: int = 768  # generator response budget
+    # the start of every generator response, written for the model (it continues from there), e.g. the
+    # opening of the file: "```python\nimport random\n\n\nclass "; the gates read prefix + continuation
+    response_prefix: str = ""
+    # gate pass rates of the generator on this many fixed prompts (x samples_per_proposal), before the first
+    # step and after the last: run_dir/generator_eval_{before,after}.json (0 = off)
+    generator_heldout: int = 0
     temperature: float = 1.0
     reward: str = "learnability"  # learnability: 1 - p (Absolute Zero) | min: min(p, 1 - p) (R-Zero)
     partial_credit: float = 0.0  # reward per gate passed for proposals that fail a gate (0 = off)
@@ -204,16 +216,32 @@ class SelfPlayConfig:
     retire_above: Optional[float] = None  # retire when recent p is above this (default: band[1])
     min_active: int = 2  # never retire below this many active environments
     seed_library: bool = True  # start the library from the ten seed environments
+    # the L5 difficulty search for library environments without a calibration (the seeds) at the start,
+    # cached per model and environment version (cluster/calibration.py)
+    calibrate_library: bool = True
     # Stand-in for tests and scripted runs: environment source files used as the generator's responses
     # (in order, cycling) instead of sampling the policy; every gate still runs on them.
     fixed_proposals: list[str] = field(default_factory=list)
-    heldout: list[str] = field(default_factory=list)  # Reasoning Gym tasks measured before and after
-    heldout_instances: int = 16
     # run_dir/proposals/ keeps the step files (every proposal with its response and gate reports) of the
     # newest this many generator steps; older ones are deleted (0 = keep all). The report's rejection
     # reasons stay whole (proposals/rejections.json counts the run). 500 steps of files are tens of MB at
     # most with the defaults, and every run under ~2000 steps (generator_every=3) keeps all of them.
     keep_proposals: int = 500
+
+
+@dataclass
+class HeldOutConfig:
+    """Held-out accuracy of the solver role, measured before the first step and after the last one
+    (run_dir/eval_before.json, eval_after.json; the summary and `evoforge report` compare them)."""
+    # Reasoning Gym datasets (with or without rg_); the one env.name names gets env.rg_config too
+    tasks: list[str] = field(default_factory=list)
+    instances: int = 64  # per task; seeds far above any seed training draws, the same before and after
+    seed: int = 1234
+    difficulty: int = 1
+    samples: int = 4  # sampled responses per instance for pass@k (0: greedy only)
+    k: int = 4  # pass@k, estimated without bias from `samples` responses (k <= samples)
+    temperature: float = 1.0  # of the sampled responses
+    max_new_tokens: int = 0  # 0: rollout.sampling.max_new_tokens
 
 
 @dataclass
@@ -256,7 +284,10 @@ class WandbConfig:
 
 @dataclass
 class LoggerConfig:
-    progress: bool = True
+    progress: bool = True  # a live bar (ETA) under the one-line-per-step log
+    # file: the workers' output (vLLM, DeepSpeed, executors) goes to run_dir/logs/, the console keeps one line
+    # per step | console: streamed to the console as Ray does by default (embedded clusters only)
+    worker_logs: str = "file"
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
@@ -302,6 +333,7 @@ class TrainConfig:
     cluster: ClusterConfig = MISSING
     selfplay: SelfPlayConfig = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    heldout: HeldOutConfig = field(default_factory=HeldOutConfig)
     # Several policies in one run: policies.<name>.{model,rollout,learner} override the top-level groups for
     # that policy. Empty: one policy ("policy") built from the top-level groups, as in a single-policy run.
     policies: dict[str, Any] = field(default_factory=dict)
@@ -319,6 +351,7 @@ class TrainConfig:
     resume: Optional[str] = None  # a run directory or a checkpoint directory
 
 
+OPEN_DICTS = {EnvConfig: ("rg_config",)}  # dict fields that take new keys without `+`
 GROUPS: dict[str, type] = {
     "model": ModelConfig,
     "rollout": RolloutConfig,
@@ -335,7 +368,21 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     for group, node in GROUPS.items():
-        cs.store(group=group, name=f"{group}_schema", node=node)
+        cs.store(group=group, name=f"{group}_schema", node=_open_dicts(node))
+
+
+def _open_dicts(node: type):
+    """The group's schema, with its free-form dict fields (env.rg_config) open to new keys on the command
+    line (`env.rg_config.max_digits=1`, no `+`); everything else stays strict."""
+    from omegaconf import OmegaConf
+
+    open_fields = OPEN_DICTS.get(node, ())
+    if not open_fields:
+        return node
+    conf = OmegaConf.structured(node)
+    for name in open_fields:
+        OmegaConf.set_struct(conf[name], False)
+    return conf
 
 
 def to_dataclass(cfg: Any) -> TrainConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cluster.config import DEFAULT_POLICY, JudgeConfig, resolve_judges, resolve_policies
+from cluster.heldout import fewshot_examples
 from cluster.policy import Policy, ScriptedPolicy
 from cluster.policy_judges import PolicyJudge, ScriptedJudge
 from cluster.validate import ConfigError
@@ -30,11 +31,13 @@ class Context:
         self.judges = self._judges()
         decay = cfg.algorithm.ema_baseline
         self.baseline = EMABaseline(decay) if decay > 0 else None  # per-role reward EMA (SPIRAL's RAE)
+        self._shots: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self.evo = None
         if sp.enabled:
             from cluster.selfplay import EvoEnv
 
-            self.evo = EvoEnv(cfg, run_dir, self.env, self.policy("solver"), self.judges["review"], resume_from)
+            self.evo = EvoEnv(cfg, run_dir, self.env, self.policy("solver"), self.judges["review"], resume_from,
+                              shots=self.shots)
 
     # -- roles -> policies -----------------------------------------------------------
     def policy_name(self, role: str) -> str:
@@ -75,6 +78,17 @@ class Context:
         return judges
 
     # -- shared by episodes --------------------------------------------------------------
+    def shots(self, env_id: str | None, difficulty: int) -> list[tuple[str, str]]:
+        """env.fewshot solved examples of an environment at a difficulty: (prompt, reference answer) of
+        instances at seeds nothing trains or evaluates on; the same for every prompt (and cached)."""
+        k = self.cfg.env.fewshot
+        if k <= 0:
+            return []
+        key = (env_id or self.env.name, int(difficulty))
+        if key not in self._shots:
+            self._shots[key] = fewshot_examples(self.env, key[0], key[1], k)
+        return self._shots[key]
+
     def data_seeds(self, step: int) -> list[int]:
         """Instance seeds are a function of (seed, step): resuming needs no sampler state."""
         base = self.cfg.seed * 1_000_003 + step * 10_007

@@ -1,11 +1,13 @@
 """The single controller: one step reads like the algorithm box.
 
+    held-out accuracy before (heldout.tasks)
     for step:
         kind <- schedule(step)                       # config pattern, e.g. [task, task, task, evoenv]
         trajectories per role, metrics <- episode[kind].run(step, ctx)
         start the next steps' rollouts (rollout.max_staleness > 0: they overlap the update)
         for each role: its policy's update with the role's objective, then weight sync
         log; checkpoint
+    held-out accuracy after
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class Driver:
     def train(self) -> None:
         for episode in self.episodes.values():
             episode.start(self.step)
+        if self.step == 0:
+            self.measure_heldout("before")
         progress = Progress(self.cfg.steps, self.step, self.cfg.logger.progress)
         try:
             while self.step < self.cfg.steps:
@@ -50,6 +54,17 @@ class Driver:
             self.log.close()
         for episode in self.episodes.values():
             episode.finish()
+        self.measure_heldout("after")
+
+    def measure_heldout(self, tag: str) -> None:
+        """heldout.tasks: the solver role's accuracy on held-out instances -> run_dir/eval_<tag>.json;
+        selfplay.generator_heldout: the generator's gate pass rates on fixed prompts -> generator_eval_<tag>.json."""
+        if self.cfg.heldout.tasks:
+            from cluster.heldout import measure
+
+            measure(self.cfg, self.ctx.env, self.ctx.policy("solver"), tag, self.run_dir)
+        if self.ctx.evo is not None and self.cfg.selfplay.generator_heldout:
+            self.ctx.evo.measure_generator(tag, self.ctx.policy("generator"), self.run_dir)
 
     def train_step(self) -> dict:
         t0 = time.perf_counter()

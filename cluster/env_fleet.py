@@ -25,7 +25,7 @@ RETRIES = 2
 class EnvFleet:
     def __init__(self, cfg, strategy: str):
         ec = self.ec = cfg.env
-        self.name, source = resolve_environment(ec.name, ec.kind)
+        self.name, source = resolve_environment(ec.name, ec.kind, ec.rg_config)
         self.sources = {self.name: source}
         self.limits = asdict(Limits(**{k: getattr(ec.sandbox, k) for k in Limits.__dataclass_fields__}))
         self.pg = reserve("executor", [bundle(ec.cpus_per_executor, 0, ec.executor_resource)] * ec.num_executors, strategy)

@@ -24,13 +24,14 @@ import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 SEED_BASE = 2**40  # eval instance seeds: far above any seed a training run draws
 SEED_STRIDE = 2**20  # instances per eval seed at most
+FEWSHOT_SEED = 2**41  # env.fewshot examples: above training's seeds and evaluation's
 RG_PREFIX = "rg_"  # a task named rg_<dataset> is a Reasoning Gym dataset, whatever env.kind says
 
 USAGE = """usage: evoforge eval [checkpoint=PATH] [eval.KEY=VALUE ...] [group=option] [key=value ...]
@@ -43,7 +44,10 @@ mean response tokens).
                          HF model folder; omitted: the base model of the model config
   policy=NAME            the policy to evaluate, when the checkpoint holds several (policies/NAME/)
   eval.tasks=[a,b]       environments to evaluate (default: [env.name]); rg_<dataset> = Reasoning Gym
-  eval.instances=32      instances per task
+  eval.instances=64      instances per task
+  eval.samples=0         sampled responses per instance for pass@k (0: greedy only)
+  eval.k=1               pass@k (k <= eval.samples), estimated without bias
+  eval.temperature=1.0   temperature of the sampled responses
   eval.seed=1234         instance seeds derive from this only (held out from training)
   eval.difficulty=1      difficulty of every instance
   eval.max_new_tokens=0  response length cap (0: rollout.sampling.max_new_tokens)
@@ -60,12 +64,15 @@ examples:
 
 @dataclass
 class EvalConfig:
-    instances: int = 32
+    instances: int = 64
     seed: int = 1234
     difficulty: int = 1
     tasks: list[str] = field(default_factory=list)  # empty: [env.name]
     max_new_tokens: int = 0  # 0: rollout.sampling.max_new_tokens
     batch: int = 16  # prompts per generate call
+    samples: int = 0  # sampled responses per instance for pass@k (0: greedy only)
+    k: int = 1  # pass@k from `samples` responses (k <= samples)
+    temperature: float = 1.0  # of the sampled responses
     output: Optional[str] = None  # write the results here as JSON
     policy: Optional[str] = None  # which policy of a multi-policy checkpoint (`policy=<name>` on the command line)
 
@@ -86,14 +93,19 @@ def task_kind(name: str, default_kind: str) -> str:
     return "reasoning_gym" if name.startswith(RG_PREFIX) else default_kind
 
 
-def resolve_tasks(tasks: Sequence[str], default_kind: str) -> list[tuple[str, str, str]]:
-    """(environment id, kind, source) of each task; unknown names raise UnknownEnvironmentError."""
+def resolve_tasks(tasks: Sequence[str], default_kind: str, env_cfg=None) -> list[tuple[str, str, str]]:
+    """(environment id, kind, source) of each task; unknown names raise UnknownEnvironmentError.
+    env_cfg (the train config's env): the Reasoning Gym task it names gets its `rg_config` too."""
     from envs.registry import resolve_environment
 
     out = []
     for name in tasks:
         kind = task_kind(name, default_kind)
-        env_id, source = resolve_environment(name, kind)
+        rg_config = None
+        if env_cfg is not None and kind == "reasoning_gym" and env_cfg.kind == "reasoning_gym" and \
+                name.removeprefix(RG_PREFIX) == env_cfg.name.removeprefix(RG_PREFIX):
+            rg_config = env_cfg.rg_config
+        env_id, source = resolve_environment(name, kind, rg_config)
         out.append((env_id, kind, source))
     return out
 
@@ -129,8 +141,10 @@ def evaluate_backend(backend, tasks: Sequence[str], cfg, ev: EvalConfig | None =
     from trainers.models import encode_prompt
 
     ev = ev or EvalConfig()
+    if ev.samples and not 1 <= ev.k <= ev.samples:
+        raise EvalError(f"eval.k={ev.k}: pass@k needs 1 <= k <= eval.samples={ev.samples}")
     tokenizer = tokenizer or backend.tokenizer
-    resolved = resolve_tasks(list(tasks) or [cfg.env.name], kind or cfg.env.kind)
+    resolved = resolve_tasks(list(tasks) or [cfg.env.name], kind or cfg.env.kind, cfg.env)
     seeds = eval_seeds(ev.seed, ev.instances)
     sampling = SamplingConfig(n=1, max_new_tokens=ev.max_new_tokens or cfg.rollout.sampling.max_new_tokens,
                               temperature=0.0, stop=list(cfg.rollout.sampling.stop))
@@ -146,28 +160,54 @@ def evaluate_backend(backend, tasks: Sequence[str], cfg, ev: EvalConfig | None =
                 log(f"evaluating {env_id}: {len(seeds)} instances at difficulty {ev.difficulty}")
             pool.load(env_id, source)
             instances = pool.sample(env_id, seeds, ev.difficulty)
-            prompts = [encode_prompt(tokenizer, inst["prompt"], cfg.model.chat_template) for inst in instances]
+            shots = [(i["prompt"], i["reference"]) for i in pool.sample(
+                env_id, [FEWSHOT_SEED + j for j in range(cfg.env.fewshot)], ev.difficulty)] if cfg.env.fewshot else []
+            prompts = [encode_prompt(tokenizer, inst["prompt"], cfg.model.chat_template, shots) for inst in instances]
             samples = []
             for start in range(0, len(prompts), max(1, ev.batch)):
                 batch = prompts[start:start + max(1, ev.batch)]
                 samples += [group[0] for group in backend.generate(batch, sampling, seed=ev.seed)]
             results = pool.score(env_id, [{"data": inst["data"], "response": s.text}
                                           for inst, s in zip(instances, samples)])
-            rows.append(_row(env_id, ev, [r.score for r in results], [r.verdict for r in results],
-                             [len(s.response_ids) for s in samples]))
+            sampled = None
+            if ev.samples:
+                many = replace(sampling, n=ev.samples, temperature=ev.temperature)
+                groups = []
+                for start in range(0, len(prompts), max(1, ev.batch)):
+                    groups += backend.generate(prompts[start:start + max(1, ev.batch)], many, seed=ev.seed + 1)
+                flat = pool.score(env_id, [{"data": inst["data"], "response": s.text}
+                                           for inst, group in zip(instances, groups) for s in group])
+                sampled = [[r.score for r in flat[i * ev.samples:(i + 1) * ev.samples]] for i in range(len(groups))]
+            rows.append(score_row(env_id, [r.score for r in results], [r.verdict for r in results],
+                                  [len(s.response_ids) for s in samples], ev.difficulty, ev.seed, sampled, ev.k))
     finally:
         if own_pool:
             pool.close()
     return rows
 
 
-def _row(task: str, ev: EvalConfig, scores: list[float], verdicts: list[str], lengths: list[int]) -> dict:
+def score_row(task: str, scores: list[float], verdicts: list[str], lengths: list[int], difficulty: int, seed: int,
+              sampled: list[list[float]] | None = None, k: int = 0) -> dict:
+    """One task's held-out row: greedy accuracy (mean score) with its 95% interval, exact (fraction scoring
+    1), the per-instance scores (for paired before/after comparisons), and with `sampled` (each instance's
+    sampled scores) pass@k: the unbiased estimate per instance (a sample passes when it scores 1), its mean
+    and interval, and the mean sampled score."""
+    from cluster.stats import mean_interval, pass_at_k
+
     n = len(scores)
     counts: dict[str, int] = {}
     for v in verdicts:
         counts[v] = counts.get(v, 0) + 1
-    return {"task": task, "instances": n, "accuracy": sum(scores) / n, "exact": sum(s >= 1.0 for s in scores) / n,
-            "response_tokens": sum(lengths) / n, "difficulty": ev.difficulty, "seed": ev.seed, "verdicts": counts}
+    row = {"task": task, "instances": n, "accuracy": sum(scores) / n, "accuracy_ci": list(mean_interval(scores)),
+           "exact": sum(s >= 1.0 for s in scores) / n, "response_tokens": sum(lengths) / n,
+           "difficulty": difficulty, "seed": seed, "verdicts": counts, "scores": [round(s, 6) for s in scores]}
+    if sampled:
+        per_instance = [pass_at_k(len(g), sum(s >= 1.0 for s in g), k) for g in sampled]
+        flat = [s for g in sampled for s in g]
+        row.update(k=k, samples=len(sampled[0]), pass_at_k=sum(per_instance) / n,
+                   pass_at_k_ci=list(mean_interval(per_instance)), pass_scores=[round(p, 6) for p in per_instance],
+                   sampled_accuracy=sum(flat) / len(flat))
+    return row
 
 
 def load_backend(name: str, model_path: str, dtype: str = "float32", device: str | None = None):
@@ -190,7 +230,7 @@ def evaluate(model_path: str, tasks: Sequence[str], cfg, ev: EvalConfig | None =
              log=None) -> list[dict]:
     """Held-out accuracy of the model in `model_path` (an HF folder), loaded with cfg.rollout.backend;
     the rest as `evaluate_backend`."""
-    resolve_tasks(list(tasks) or [cfg.env.name], kind or cfg.env.kind)  # unknown tasks fail before loading
+    resolve_tasks(list(tasks) or [cfg.env.name], kind or cfg.env.kind, cfg.env)  # unknown tasks fail before loading
     backend = load_backend(cfg.rollout.backend, model_path, cfg.model.dtype)
     try:
         return evaluate_backend(backend, tasks, cfg, ev, kind=kind, log=log)
@@ -277,10 +317,18 @@ def merge_adapter(adapter: Path, base: str, out: Path, dtype: str = "float32") -
 
 def format_table(rows: list[dict]) -> str:
     """The results as a markdown table."""
-    lines = ["| task | instances | accuracy | exact | mean response tokens |",
-             "|------|----------:|---------:|------:|---------------------:|"]
-    lines += [f"| {r['task']} | {r['instances']} | {r['accuracy']:.3f} | {r['exact']:.3f} | "
-              f"{r['response_tokens']:.1f} |" for r in rows]
+    def ci(r, key):
+        low, high = r.get(f"{key}_ci") or (None, None)
+        return f"{r[key]:.3f} [{low:.3f}, {high:.3f}]" if low is not None else f"{r[key]:.3f}"
+
+    passk = any("pass_at_k" in r for r in rows)
+    lines = ["| task | instances | accuracy [95% CI] | exact | " + ("pass@k [95% CI] | " if passk else "")
+             + "mean response tokens |",
+             "|------|----------:|---------:|------:|" + ("---------:|" if passk else "") + "---------------------:|"]
+    for r in rows:
+        cell = (f" {ci(r, 'pass_at_k')} (k={r['k']}) |" if "pass_at_k" in r else " - |") if passk else ""
+        lines.append(f"| {r['task']} | {r['instances']} | {ci(r, 'accuracy')} | {r['exact']:.3f} |{cell} "
+                     f"{r['response_tokens']:.1f} |")
     return "\n".join(lines)
 
 
@@ -348,7 +396,7 @@ def main(argv: Sequence[str]) -> int:
         cfg = compose_config(overrides)
         resolve_backend(cfg.env.sandbox.backend, cfg.env.sandbox.allow_unisolated)  # before a model loads
         tasks = ev.tasks or [cfg.env.name]
-        resolve_tasks(tasks, cfg.env.kind)
+        resolve_tasks(tasks, cfg.env.kind, cfg.env)
         if ev.policy and not checkpoint:
             raise EvalError(f"policy={ev.policy} needs checkpoint=<a multi-policy run or checkpoint>")
         label = (checkpoint or f"model={cfg.model.name}") + (f" policy={ev.policy}" if ev.policy else "")

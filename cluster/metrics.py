@@ -41,34 +41,44 @@ def read_metrics(run_dir) -> list[dict]:
 
 
 class Progress:
-    """Live console progress: step, reward, throughput, ETA (rich)."""
+    """The console: one line per finished step (step, episode, reward, loss, the funnel in self-play, time),
+    with a live bar under it (rich: elapsed and ETA) when `enabled`."""
 
     def __init__(self, total: int, start: int, enabled: bool):
-        self.bar = None
+        self.total, self.bar = total, None
         if enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 
             self.bar = RichProgress(TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(),
-                                    TextColumn("{task.fields[info]}"), TimeRemainingColumn())
-            self.task = self.bar.add_task("train", total=total, completed=start, info="")
+                                    TimeRemainingColumn())
+            self.task = self.bar.add_task("train", total=total, completed=start)
             self.bar.start()
 
     def update(self, row: dict) -> None:
+        line = step_line(row, self.total)
         if self.bar is not None:
-            info = (f"reward {_get(row, 'reward/mean'):.3f}  loss {_get(row, 'loss'):+.4f}  "
-                    f"{_get(row, 'rollout/tokens_per_s'):.0f} tok/s  {row['timing/step']:.2f} s/step")
-            if "selfplay/library_size" in row:  # self-play: the episode, the gate funnel and the library
-                info = f"{row.get('episode', '')[:3]}  " + info + "  " + _selfplay_info(row)
-            self.bar.update(self.task, completed=row["step"] + 1, info=info)
+            self.bar.console.print(line, highlight=False, markup=False)
+            self.bar.update(self.task, completed=row["step"] + 1)
         else:
-            extra = f" {row.get('episode', '')} {_selfplay_info(row)}" if "selfplay/library_size" in row else ""
-            print(f"step {row['step']}: {row.get('kind', '')} reward {_get(row, 'reward/mean'):.3f} "
-                  f"loss {_get(row, 'loss'):+.4f} "
-                  f"{row['timing/step']:.2f}s{extra}", flush=True)
+            print(line, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def step_line(row: dict, total: int) -> str:
+    """'step  3/15  solver     reward 0.125  loss +0.0123  library 10/10 active  12.3 s' (self-play generator
+    steps: the funnel instead of the loss details)."""
+    width = len(str(total))
+    parts = [f"step {row['step'] + 1:>{width}}/{total}", f"{row.get('episode') or row.get('kind', ''):<9}",
+             f"reward {_get(row, 'reward/mean'):.3f}", f"loss {_get(row, 'loss'):+.4f}"]
+    if "update/skipped" in row and row["update/skipped"]:
+        parts[-1] = "no update (no reward spread)"
+    if "selfplay/library_size" in row:
+        parts.append(_selfplay_info(row))
+    parts.append(f"{row['timing/step']:.1f} s")
+    return "  ".join(parts)
 
 
 def _get(row: dict, key: str) -> float:

@@ -44,8 +44,9 @@ class Policy:
     def max_model_len(self) -> int:
         return self.pcfg.rollout.max_model_len
 
-    def encode(self, text: str) -> list[int]:
-        return encode_prompt(self.tokenizer, text, self.pcfg.model.chat_template)
+    def encode(self, text: str, shots=()) -> list[int]:
+        """Prompt ids; `shots`: solved (prompt, answer) examples shown first (env.fewshot)."""
+        return encode_prompt(self.tokenizer, text, self.pcfg.model.chat_template, shots)
 
     def generate(self, prompts: list[list[int]], sampling, seed: int) -> dict:
         """n samples per prompt from the current version. `off_policy`: the samples were not drawn from the

@@ -108,12 +108,8 @@ def summarize(run_dir) -> dict:
     library = [v for _, v in _series(rows, "selfplay/library_size")]
     before = {r["task"]: r for r in _read_eval(run_dir / "eval_before.json")}
     after = {r["task"]: r for r in _read_eval(run_dir / "eval_after.json")}
-    held_out = []
-    for task in [*before, *(t for t in after if t not in before)]:
-        b, a = before.get(task, {}), after.get(task, {})
-        held_out.append({"task": task, "instances": a.get("instances", b.get("instances")),
-                         "before": b.get("accuracy"), "after": a.get("accuracy"),
-                         "exact_before": b.get("exact"), "exact_after": a.get("exact")})
+    held_out = [held_out_entry(task, before.get(task, {}), after.get(task, {}))
+                for task in [*before, *(t for t in after if t not in before)]]
     return {
         "steps": len(rows),
         "solver_steps": sum(1 for r in rows if r.get("episode", "solver") == "solver"),
@@ -127,7 +123,71 @@ def summarize(run_dir) -> dict:
         "generator_reward": {"mean": _mean(generator), "last": generator[-1] if generator else None},
         "held_out": held_out,
         "rejections": rejection_reasons(run_dir),
+        "calibration": calibration_rows(run_dir),
+        "generator_heldout": generator_heldout(run_dir),
     }
+
+
+def generator_heldout(run_dir) -> dict:
+    """{"before": ..., "after": ...} from generator_eval_<tag>.json (the generator's gate pass rates on fixed
+    prompts, cluster/selfplay.py measure_generator); {} when the run has none."""
+    out = {}
+    for tag in ("before", "after"):
+        path = Path(run_dir) / f"generator_eval_{tag}.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("gates"), dict):
+            out[tag] = {"proposals": data.get("proposals"), "gates": data["gates"], "complete": data.get("complete")}
+    return out
+
+
+def calibration_rows(run_dir) -> list[dict]:
+    """Each library environment's calibrated difficulty: env, difficulty, p, in_band, cached (the start-of-run
+    search, cluster/calibration.py; an admitted environment's comes from its L5 gate). [] without a library."""
+    from envs.library import Library
+
+    folder = Path(run_dir) / "library"
+    if not folder.is_dir():
+        return []
+    try:
+        entries = Library.load(folder, autosave=False).all()
+    except Exception:  # noqa: BLE001 - a damaged library leaves the table out; the report still renders
+        return []
+    rows = []
+    for e in entries:
+        c = e.calibration if isinstance(e.calibration, dict) else {}
+        if "difficulty" in c:
+            rows.append({"env": e.name, "difficulty": c.get("difficulty"), "p": c.get("p"),
+                         "in_band": c.get("in_band", True if c.get("when") is None else None),
+                         "cached": c.get("cached")})
+    return rows
+
+
+def held_out_entry(task: str, b: dict, a: dict) -> dict:
+    """One task's before/after comparison. With per-instance scores on the same instances (eval rows of
+    cluster.evaluate.score_row) the change gets a paired 95% interval and `significant`: whether the
+    interval excludes zero, i.e. the change is larger than its interval; likewise for pass@k."""
+    from cluster.stats import paired_delta
+
+    out = {"task": task, "instances": a.get("instances", b.get("instances")),
+           "before": b.get("accuracy"), "after": a.get("accuracy"),
+           "before_ci": b.get("accuracy_ci"), "after_ci": a.get("accuracy_ci"),
+           "exact_before": b.get("exact"), "exact_after": a.get("exact"),
+           "k": a.get("k", b.get("k")), "pass_before": b.get("pass_at_k"), "pass_after": a.get("pass_at_k"),
+           "pass_before_ci": b.get("pass_at_k_ci"), "pass_after_ci": a.get("pass_at_k_ci")}
+    for key, prefix in (("scores", ""), ("pass_scores", "pass_")):
+        xs, ys = b.get(key), a.get(key)
+        if isinstance(xs, list) and isinstance(ys, list) and xs and len(xs) == len(ys):
+            d = paired_delta(xs, ys)
+            out.update({f"{prefix}delta": d["delta"], f"{prefix}delta_ci": d["delta_ci"],
+                        f"{prefix}significant": d["significant"]})
+        elif _num(out[f"{prefix}before" if prefix else "before"]) is not None and \
+                _num(out[f"{prefix}after" if prefix else "after"]) is not None:
+            out[f"{prefix}delta"] = out[f"{prefix}after" if prefix else "after"] - \
+                out[f"{prefix}before" if prefix else "before"]
+    return out
 
 
 def rejection_reasons(run_dir, top: int = 3) -> dict[str, list[tuple[str, int]]]:
@@ -236,11 +296,20 @@ def format_summary(summary: dict) -> str:
     """The summary as text: one table per part, every gate listed (zeros too)."""
     f, lib = summary["funnel"], summary["library"]
     proposals = f["proposals"]
+    if not summary["generator_steps"] and not proposals and lib["start"] is None:  # no self-play in this run
+        lines = [f"steps: {summary['steps']}",
+                 f"reward: {_fmt(summary['solver_reward']['before'])} -> {_fmt(summary['solver_reward']['after'])}"
+                 f" (mean of the first / last {EDGE_STEPS} steps)"]
+        return "\n".join(lines + _held_out_lines(summary))
     lines = [f"steps: {summary['steps']} ({summary['solver_steps']} solver, {summary['generator_steps']} generator)",
              "", "admission funnel (cumulative over the run)", f"  {'proposals':<10} {proposals:>6}"]
     for gate, passed in f["gates"].items():
         share = f"{100 * passed / proposals:5.1f}%" if proposals else "    -"
         lines.append(f"  {gate:<10} {passed:>6}  {share}")
+    cal = summary.get("calibration") or []
+    if cal:
+        lines.insert(1, f"calibration: {len(cal)} library environments, {sum(bool(r['in_band']) for r in cal)} with a "
+                        f"pass rate inside the band ({sum(bool(r['cached']) for r in cal)} read from the cache)")
     lines += [f"  {'admitted':<10} {summary['admitted']:>6}", "",
               f"library: {_fmt(lib['start'])} -> {_fmt(lib['end'])} environments "
               f"({summary['admitted']} admitted, {summary['retired']} retired)",
@@ -254,12 +323,48 @@ def format_summary(summary: dict) -> str:
                 [g for g in summary["rejections"] if g not in f["gates"]]:
             for reason, n in summary["rejections"][gate]:
                 lines.append(f"  {gate:<8} {n:>4}  {reason}")
+    gen = summary.get("generator_heldout") or {}
+    if gen:
+        b, a = gen.get("before", {}), gen.get("after", {})
+        n = a.get("proposals", b.get("proposals"))
+        lines += ["", f"generator on fixed held-out prompts ({n} proposals): passed each gate, before -> after"]
+        for gate in GATES:
+            lines.append(f"  {gate:<10} {_fmt(b.get('gates', {}).get(gate)):>4} -> {_fmt(a.get('gates', {}).get(gate))}")
+    return "\n".join(lines + _held_out_lines(summary))
+
+
+def _held_out_lines(summary: dict) -> list[str]:
+    lines = []
     if summary["held_out"]:
-        lines += ["", "held-out accuracy (exact)", f"  {'task':<28} {'before':>15} {'after':>15}"]
+        lines += ["", "held-out accuracy: greedy, mean score [95% interval]; pass@k from sampled responses"]
         for r in summary["held_out"]:
-            cells = [f"{_fmt(r[k])} ({_fmt(r['exact_' + k])})" for k in ("before", "after")]
-            lines.append(f"  {r['task']:<28} {cells[0]:>15} {cells[1]:>15}")
-    return "\n".join(lines)
+            lines.append(f"  {r['task']} ({_fmt(r['instances'])} instances)")
+            lines.append(f"    greedy  {_with_ci(r['before'], r.get('before_ci'))} -> "
+                         f"{_with_ci(r['after'], r.get('after_ci'))}   {_change(r, '')}")
+            if r.get("pass_before") is not None or r.get("pass_after") is not None:
+                lines.append(f"    pass@{r.get('k')}  {_with_ci(r['pass_before'], r.get('pass_before_ci'))} -> "
+                             f"{_with_ci(r['pass_after'], r.get('pass_after_ci'))}   {_change(r, 'pass_')}")
+    return lines
+
+
+def _with_ci(value, ci) -> str:
+    if _num(value) is None:
+        return "-"
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{value:.3f}"
+
+
+def _change(r: dict, prefix: str) -> str:
+    """'change +0.125 [+0.040, +0.210]: larger than its interval' (or 'within ...': could be noise)."""
+    delta = _num(r.get(f"{prefix}delta"))
+    if delta is None:
+        return ""
+    ci = r.get(f"{prefix}delta_ci")
+    if not ci:
+        return f"change {delta:+.3f}"
+    verdict = "larger than its interval" if r.get(f"{prefix}significant") else "within its interval (could be noise)"
+    return f"change {delta:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]: {verdict}"
 
 
 def print_summary(run_dir, file=None) -> dict:
@@ -270,9 +375,10 @@ def print_summary(run_dir, file=None) -> dict:
 
 
 def write_plots(run_dir, out_dir=None) -> list[Path]:
-    """rewards.png, library.png and funnel.png in `out_dir` (default run_dir/plots); a plot with no data
+    """rewards.png, heldout.png, library.png and funnel.png in `out_dir` (default run_dir/plots); a plot with no data
     in the metrics is not written. Matplotlib's Agg canvas, no pyplot: no display, no global state."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     run_dir = Path(run_dir)
     rows = read_rows(run_dir)
@@ -293,6 +399,7 @@ def write_plots(run_dir, out_dir=None) -> list[Path]:
             if series:
                 ax.plot(*zip(*series), style, label=label)
         ax.set(xlabel="step", ylabel="mean reward", title="Rewards")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         save(fig, "rewards.png")
 
@@ -308,6 +415,30 @@ def write_plots(run_dir, out_dir=None) -> list[Path]:
         ax.set(xlabel="step", ylabel="environments", title="Environment library")
         ax.legend()
         save(fig, "library.png")
+
+    held = [r for r in summarize(run_dir)["held_out"] if _num(r["before"]) is not None or _num(r["after"]) is not None]
+    if held:  # before/after bars with their 95% intervals, greedy and (where measured) pass@k
+        kinds = [("", "greedy")] + ([("pass_", "pass@k")] if any(r.get("pass_after") is not None for r in held) else [])
+        fig = Figure(figsize=(max(5.0, 2.2 * len(held) * len(kinds)), 4))
+        ax = fig.add_subplot()
+        labels, x = [], 0
+        for r in held:
+            for prefix, name in kinds:
+                for j, (tag, color) in enumerate((("before", "tab:gray"), ("after", "tab:blue"))):
+                    value = _num(r.get(f"{prefix}{tag}"))
+                    if value is None:
+                        continue
+                    ci = r.get(f"{prefix}{tag}_ci")
+                    err = [[value - ci[0]], [ci[1] - value]] if ci else None
+                    ax.bar(x + j * 0.4, value, width=0.4, color=color, yerr=err, capsize=4,
+                           label=tag if not labels else None)
+                labels.append((x + 0.2, f"{r['task']}\n{name}" if prefix else r["task"]))
+                x += 1
+        ax.set_xticks([p for p, _ in labels], [t for _, t in labels])
+        ax.set(ylabel="accuracy", title="Held-out accuracy before and after (95% intervals)")
+        ax.set_ylim(0, 1.05)
+        ax.legend()
+        save(fig, "heldout.png")
 
     if any(k == "selfplay/proposals" or k.startswith(GATE_PREFIX) for row in rows for k in row):
         summary = summarize(run_dir)

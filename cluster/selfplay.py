@@ -37,6 +37,8 @@ from envs.proposal import extract_source, generator_prompt, parse_yes_no, self_r
 from envs.registry import seed_environments
 
 LIBRARY_DIR = "library"
+GENERATOR_HELDOUT_SEED = 2**41 + 17  # the generator's held-out prompts and sampling: the same before and after
+HELDOUT_STEP = -1  # the step a held-out measurement's proposals carry (no training step has it)
 PROPOSALS_DIR = report.PROPOSALS_DIR
 
 
@@ -67,8 +69,9 @@ class EvoEnv:
     role's policy runs the L5 calibration and the held-out measurement, the reviewer (a judge) answers
     L4, and sandboxed work goes through the fleet."""
 
-    def __init__(self, cfg, run_dir: Path, fleet, solver, reviewer, resume_from: Path | None):
+    def __init__(self, cfg, run_dir: Path, fleet, solver, reviewer, resume_from: Path | None, shots=None):
         self.cfg, self.sp, self.fleet, self.solver, self.reviewer = cfg, cfg.selfplay, fleet, solver, reviewer
+        self.shots = shots or (lambda env_id, difficulty: [])  # env.fewshot examples, as the solver sees them
         folder = run_dir / LIBRARY_DIR
         if resume_from is not None:  # the library as it was at the checkpoint
             self.library = Library.load(resume_from / LIBRARY_DIR).copy_to(folder)
@@ -89,6 +92,8 @@ class EvoEnv:
             self.fleet.load(entry.name, entry.source)
         if self.fleet.name not in {e.name for e in self.library.active()}:  # env.name is not played here
             self.fleet.unload(self.fleet.name)
+        if resume_from is None and self.sp.calibrate_library:
+            self.calibrate_library()
         self.proposals_dir = run_dir / PROPOSALS_DIR
         self.rejections = self._start_rejections(resume_from)
         self.retire_above = self.sp.retire_above if self.sp.retire_above is not None else self.sp.band[1]
@@ -118,8 +123,49 @@ class EvoEnv:
                     self._retire(name, step)
                     continue
                 for i, inst in zip(idx, instances):
-                    out[i] = {**inst, "env": name}
+                    out[i] = {**inst, "env": name, "difficulty": difficulty}
         return out
+
+    def calibrate_library(self, log=print) -> list[dict]:
+        """The L5 search for every active environment without a calibrated difficulty (the seeds, an imported
+        library), read from the calibration cache when this model and environment version were measured
+        before; recorded in the library. Where no difficulty is inside the band the nearest one is used
+        (in_band false). Returns the records."""
+        from cluster.calibration import CalibrationCache, cache_key, nearest_to_band
+
+        cache = CalibrationCache(Path(self.cfg.model.cache_dir) / "calibration")
+        sampling = {k: getattr(self.solver.sampling, k) for k in ("temperature", "top_p", "top_k", "min_p",
+                                                                   "max_new_tokens", "stop")}
+        search = {"difficulties": sorted(self.sp.difficulties), "band": list(self.sp.band),
+                  "instances": self.sp.calibration_instances, "rollouts": self.sp.calibration_rollouts}
+        todo = [e for e in self.library.active() if "difficulty" not in e.calibration]
+        records = []
+        for entry in todo:
+            key = cache_key(entry.source, getattr(self.solver, "model_path", self.cfg.model.name),
+                            self.cfg.model.chat_template, sampling, search)
+            record, cached = cache.get(key), True
+            if record is None:
+                cached = False
+                try:
+                    result, cal = calibrate(lambda d: self.pass_rate(entry.name, d, 0), self.sp.difficulties,
+                                            self.sp.band)
+                except Exception as e:  # the environment fails at some difficulty: it keeps env.difficulty
+                    log(f"evoforge: calibration of {entry.name} failed: {_short(e)}")
+                    continue
+                tried = cal["tried"]
+                difficulty = cal.get("difficulty", nearest_to_band(tried, self.sp.band))
+                record = {"difficulty": int(difficulty), "p": tried[difficulty], "in_band": result.passed,
+                          "tried": {str(d): r for d, r in tried.items()}, **search}
+                cache.put(key, record)
+            self.library.set_calibration(entry.name, {**record, "cached": cached, "when": "start"})
+            records.append({"env": entry.name, **record, "cached": cached})
+        if todo:
+            measured = sum(not r["cached"] for r in records)
+            in_band = sum(bool(r["in_band"]) for r in records)
+            log(f"evoforge: calibrated {len(records)} library environments ({measured} measured, "
+                f"{len(records) - measured} from the cache): {in_band} with a pass rate inside "
+                f"{list(self.sp.band)}; " + ", ".join(f"{r['env']} d{r['difficulty']} p={r['p']:.2f}" for r in records))
+        return records
 
     def record_solver(self, step: int, envs: list[str], rewards: list[float]) -> dict:
         """Usage per environment, retirement of mastered ones; returns metrics."""
@@ -158,11 +204,12 @@ class EvoEnv:
                 "selfplay/generated": sum(e.kind == "generated" for e in entries)}
 
     # -- generator ------------------------------------------------------------------
-    def generator_prompts(self, step: int, generator) -> tuple[list[str], list[list[str]]]:
-        rng = random.Random(self.cfg.seed * 1_000_003 + step * 7)
+    def generator_prompts(self, step: int, generator, count: int | None = None,
+                          seed: int | None = None) -> tuple[list[str], list[list[str]]]:
+        rng = random.Random(self.cfg.seed * 1_000_003 + step * 7 if seed is None else seed)
         active = self.library.active()
         texts, lineages = [], []
-        for _ in range(self.sp.proposals):
+        for _ in range(self.sp.proposals if count is None else count):
             examples = rng.sample(active, min(self.sp.examples, len(active)))
             text, examples = self._fitting_prompt(examples, generator)
             lineages.append([e.name for e in examples])
@@ -199,7 +246,41 @@ class EvoEnv:
         self._write_proposals(step, proposals)
         return self.generator_metrics(proposals)
 
-    def _judge(self, step: int, proposals: list[Proposal]) -> None:
+    def encode_generator_prompt(self, generator, text: str) -> list[int]:
+        """The generator prompt's ids, followed by selfplay.response_prefix (the start of the response, e.g. the
+        opening of the file) when one is set: the model continues from there."""
+        ids = generator.encode(text)
+        if self.sp.response_prefix:
+            ids = ids + list(generator.tokenizer(self.sp.response_prefix, add_special_tokens=False).input_ids)
+        return ids
+
+    def measure_generator(self, tag: str, generator, run_dir: Path) -> dict:
+        """Gate pass rates of the generator on selfplay.generator_heldout fixed prompts (the same before and
+        after: fixed examples, fixed sampling seed), every gate as in training but nothing admitted, rewarded
+        or trained on; run_dir/generator_eval_<tag>.json."""
+        n = self.sp.generator_heldout
+        texts, lineages = self.generator_prompts(0, generator, count=n, seed=GENERATOR_HELDOUT_SEED)
+        out = generator.generate([self.encode_generator_prompt(generator, t) for t in texts],
+                                 self.generator_sampling(generator), seed=GENERATOR_HELDOUT_SEED)
+        proposals = [Proposal(group=g, lineage=lineages[g], text=self.sp.response_prefix + s.text)
+                     for g, group in enumerate(out["samples"]) for s in group]
+        try:
+            self._judge(HELDOUT_STEP, proposals, admit=False, tag=f"heldout_{tag}")
+        finally:
+            self.fleet.unload([p.env_id for p in proposals if p.env_id])
+        counts = report.new_rejections()
+        report.count_rejections(counts, [{"gates": p.gates} for p in proposals], HELDOUT_STEP)
+        result = {"prompts": n, "proposals": len(proposals),
+                  "gates": {g: sum(any(r["gate"] == g and r["passed"] for r in p.gates) for p in proposals)
+                            for g in GATES},
+                  "complete": sum(p.alive and len(p.gates) == len(GATES) for p in proposals),
+                  "rejections": counts, "responses": [p.text[:2000] for p in proposals]}
+        (Path(run_dir) / f"generator_eval_{tag}.json").write_text(json.dumps(result, indent=1))
+        funnel = " -> ".join(f"{g} {result['gates'][g]}" for g in GATES)
+        print(f"evoforge: generator held-out {tag}: {len(proposals)} proposals -> {funnel}", flush=True)
+        return result
+
+    def _judge(self, step: int, proposals: list[Proposal], admit: bool = True, tag: str = "") -> None:
         for p in proposals:
             p.source = extract_source(p.text)
             p.record(GateResult("parse", p.source is not None,
@@ -211,13 +292,13 @@ class EvoEnv:
             parsed[j].record(GateResult("novelty", False, f"duplicate of proposal #{proposals.index(parsed[first])} "
                                                           "in this batch"))
         survivors = [parsed[j] for j in kept]
-        self._static_gates(step, survivors)
+        self._static_gates(step, survivors, tag or f"s{step}")
         self._novelty(novelty_cfg, [p for p in survivors if p.alive])
-        self._review([p for p in survivors if p.alive], step)
-        self._calibrate([p for p in survivors if p.alive], step)
+        self._review([p for p in survivors if p.alive], max(step, 0))
+        self._calibrate([p for p in survivors if p.alive], max(step, 0))
         for p in proposals:
             self._reward(p)
-            if p.alive and len(p.gates) == len(GATES):
+            if admit and p.alive and len(p.gates) == len(GATES):
                 self._admit(p, step)
 
     def _write_proposals(self, step: int, proposals: list[Proposal]) -> None:
@@ -253,13 +334,13 @@ class EvoEnv:
             report.write_rejections(self.proposals_dir, counts)
         return counts
 
-    def _static_gates(self, step: int, proposals: list[Proposal]) -> None:
+    def _static_gates(self, step: int, proposals: list[Proposal], tag: str) -> None:
         # generated code gets the standard allowed imports only, whatever trusted libraries the sandbox
         # loads for other environments (env.sandbox.extra_imports)
         check = CheckConfig(seeds_per_difficulty=self.sp.gate_seeds, difficulties=list(self.sp.gate_difficulties),
                             bound=self.sp.gate_bound, extra_imports=[])
         for j, p in enumerate(proposals):
-            p.env_id = f"candidate_s{step}_{j}"
+            p.env_id = f"candidate_{tag}_{j}"
         results = self.fleet.check([(p.env_id, p.source) for p in proposals], check)
         for p, gates in zip(proposals, results):
             for g in gates:
@@ -318,7 +399,8 @@ class EvoEnv:
         """Mean solver score over N instances x n rollouts at one difficulty."""
         seeds = [step * 1009 + difficulty * 97 + i for i in range(self.sp.calibration_instances)]
         instances = self.fleet.sample(seeds, difficulty, env_id=env_id)
-        prompts = [self.solver.encode(i["prompt"]) for i in instances]
+        shots = self.shots(env_id, difficulty)
+        prompts = [self.solver.encode(i["prompt"], shots) for i in instances]
         sampling = replace(self.solver.sampling, n=self.sp.calibration_rollouts, cuts_fraction=0.0)
         out = self.solver.generate(prompts, sampling, seed=self.cfg.seed * 31 + step * 7 + difficulty)
         items = [{"data": inst["data"], "response": s.text} for inst, g in zip(instances, out["samples"]) for s in g]
@@ -345,29 +427,6 @@ class EvoEnv:
             m[f"selfplay/gate/{gate}/passed"] = sum(
                 any(g["gate"] == gate and g["passed"] for g in p.gates) for p in proposals)
         return {**m, **self.library_metrics(), **self.fleet_metrics()}
-
-    # -- held-out accuracy (Reasoning Gym tasks nobody here wrote) ----------------------
-    def heldout(self, tag: str, run_dir: Path) -> list[dict]:
-        """Greedy accuracy of the current policy on `selfplay.heldout` tasks, fixed seeds; written to
-        run_dir/eval_<tag>.json."""
-        from envs.registry import resolve_environment
-
-        rows = []
-        greedy = replace(self.solver.sampling, n=1, temperature=0.0, cuts_fraction=0.0)
-        for task in self.sp.heldout:
-            env_id = f"heldout_{task}"
-            if env_id not in self.fleet.sources:
-                self.fleet.load(env_id, resolve_environment(task, "reasoning_gym")[1])
-            instances = self.fleet.sample(list(range(self.sp.heldout_instances)), 1, env_id=env_id)
-            prompts = [self.solver.encode(i["prompt"]) for i in instances]
-            out = self.solver.generate(prompts, greedy, seed=0)
-            items = [{"data": i["data"], "response": g[0].text} for i, g in zip(instances, out["samples"])]
-            scores, _ = self.fleet.score(items, env_id=env_id)
-            self.fleet.unload(env_id)  # loaded for this measurement only
-            rows.append({"task": task, "instances": len(scores), "accuracy": sum(scores) / len(scores),
-                         "exact": sum(s >= 1.0 for s in scores) / len(scores)})
-        (run_dir / f"eval_{tag}.json").write_text(json.dumps(rows, indent=2))
-        return rows
 
     def save(self, folder: Path) -> None:
         """The library and the run's rejection counts so far (the proposal files stay in run_dir)."""

@@ -1,13 +1,17 @@
 """Starting or joining the Ray cluster."""
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
+from pathlib import Path
 
 import ray
 
+from actors.worker_logs import LOG_DIR_ENV
 from cluster.reaper import MARKER
 
 # Actors inherit these: CPU DeepSpeed, quiet tokenizers, no wandb network.
@@ -41,8 +45,33 @@ def _watch_embedded_cluster() -> str:
     return _cluster_id
 
 
-def start_ray(cfg) -> None:
-    """Embedded single-node cluster on loopback, or join `cfg.address` (the `ray job submit` case)."""
+@contextmanager
+def _stderr_to(path: Path | None):
+    """Ray's C++ start-up notes (e.g. that a node without a default route falls back to its hostname) go to
+    `path`; if starting fails, they are printed after all."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with path.open("ab") as f:
+        os.dup2(f.fileno(), 2)
+    try:
+        yield
+    except BaseException:
+        os.dup2(saved, 2)
+        sys.stderr.write(path.read_text(errors="replace")[-4000:])
+        raise
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def start_ray(cfg, log_dir: Path | None = None) -> None:
+    """Embedded single-node cluster on loopback, or join `cfg.address` (the `ray job submit` case).
+    With `log_dir` (embedded only) every worker's output goes to log_dir/worker-<pid>.log and Ray's
+    start-up notes to log_dir/ray.log, not to the console."""
     if ray.is_initialized():
         return
     env = dict(WORKER_ENV)
@@ -53,10 +82,17 @@ def start_ray(cfg) -> None:
         marks = {MARKER: _watch_embedded_cluster(), "SPT_NOENV": "1"}
         saved = {k: os.environ.get(k) for k in marks}
         os.environ.update(marks)
+        runtime_env = {"env_vars": env}
+        if log_dir is not None:
+            env[LOG_DIR_ENV] = str(Path(log_dir).resolve())
+            runtime_env["worker_process_setup_hook"] = "actors.worker_logs.to_file"
+            # token auth stays on (Ray's default); its note that it is on is not news on every start
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         try:
-            ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, include_dashboard=False,
-                     _node_ip_address=cfg.node_ip, namespace=cfg.namespace,
-                     runtime_env={"env_vars": env}, log_to_driver=True, configure_logging=False)
+            with _stderr_to(None if log_dir is None else Path(log_dir) / "ray.log"):
+                ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, include_dashboard=False,
+                         _node_ip_address=cfg.node_ip, namespace=cfg.namespace,
+                         runtime_env=runtime_env, log_to_driver=log_dir is None, configure_logging=False)
         finally:  # the driver's own later subprocesses are not the cluster's
             for k, v in saved.items():
                 if v is None:

@@ -22,18 +22,24 @@ def run(cfg, run_dir: Path, resolved: dict) -> dict:
     from cluster.metrics import read_metrics
     from cluster.session import start_ray, stop_ray
 
-    start_ray(cfg.cluster)
+    log_dir = run_dir / "logs" if cfg.logger.worker_logs == "file" and cfg.cluster.address is None else None
+    if log_dir is not None:
+        print(f"evoforge: worker logs (vLLM, DeepSpeed, executors) in {log_dir}/", flush=True)
+    start_ray(cfg.cluster, log_dir)
     try:
         driver = Driver(cfg, run_dir, resolved)
         driver.train()
     finally:
         stop_ray()
-    if cfg.selfplay.enabled:  # the funnel, the library, rewards and held-out accuracy, plus plots
-        from cluster.report import print_summary, write_plots
+    if cfg.selfplay.enabled or cfg.heldout.tasks:  # the funnel, the library, rewards, held-out accuracy; plots
+        from cluster.report import print_summary
+
+        from cluster.report_html import write_report
 
         print_summary(run_dir)
-        for path in write_plots(run_dir):
-            print(f"evoforge: wrote {path}")
+        page = write_report(run_dir)  # writes the plots too
+        plots = ", ".join(p.name for p in sorted((run_dir / "plots").glob("*.png")))
+        print(f"evoforge: wrote {page} (the whole run on one page) and plots/ ({plots})")
     rows = read_metrics(run_dir)
     return rows[-1] if rows else {}
 

@@ -33,6 +33,20 @@ def validate(cfg) -> None:
         _policy(p.learner, p.rollout, where)
     _episodes(cfg, policies)
     _judges(cfg)
+    _heldout(cfg)
+    _check(0 <= cfg.env.fewshot <= 16, f"env.fewshot={cfg.env.fewshot}: solved examples per prompt, 0 to 16")
+    _check(cfg.logger.worker_logs in ("file", "console"),
+           f"logger.worker_logs={cfg.logger.worker_logs!r}: use file or console")
+    if cfg.env.rg_config:
+        _check(cfg.env.kind == "reasoning_gym", f"env.rg_config={dict(cfg.env.rg_config)} sets Reasoning Gym dataset "
+                                                f"parameters; env.kind={cfg.env.kind!r} is not reasoning_gym")
+        from envs.adapters.reasoning_gym import DatasetConfigError, check_config
+
+        try:
+            check_config(cfg.env.name.removeprefix("rg_"), cfg.env.rg_config)
+        except (DatasetConfigError, KeyError) as e:
+            raise ConfigError(str(e) if isinstance(e, DatasetConfigError) else f"env.name={cfg.env.name!r}: "
+                              "not a Reasoning Gym dataset") from None
     sp = cfg.selfplay
     if sp.enabled:
         _check(sp.reward in ("learnability", "min"), f"selfplay.reward={sp.reward!r}: use learnability or min")
@@ -49,8 +63,6 @@ def validate(cfg) -> None:
         _check(sp.max_new_tokens < cfg.rollout.max_model_len,
                f"selfplay.max_new_tokens={sp.max_new_tokens} leaves no room for the generator prompt in "
                f"rollout.max_model_len={cfg.rollout.max_model_len}")
-        _check(not sp.heldout or "reasoning_gym" in cfg.env.sandbox.extra_imports,
-               "selfplay.heldout runs Reasoning Gym tasks: add reasoning_gym to env.sandbox.extra_imports")
         missing = [f for f in sp.fixed_proposals if not Path(f).is_file()]
         _check(not missing, f"selfplay.fixed_proposals: no such file {missing[0] if missing else ''}")
         _check(not cfg.env.library or Path(cfg.env.library).is_dir(),
@@ -123,3 +135,19 @@ def _judges(cfg) -> None:
     for name, jc in resolve_judges(cfg).items():
         problems = judge_config_problems(name, jc)
         _check(not problems, "; ".join(problems))
+
+
+def _heldout(cfg) -> None:
+    h = cfg.heldout
+    if not h.tasks:
+        return
+    _check(h.instances >= 1, f"heldout.instances={h.instances}: must be at least 1")
+    _check(h.samples >= 0, f"heldout.samples={h.samples}: must be >= 0 (0 = greedy only)")
+    _check(h.samples == 0 or 1 <= h.k <= h.samples,
+           f"heldout.k={h.k}: pass@k needs 1 <= k <= heldout.samples={h.samples}")
+    _check(h.samples == 0 or h.temperature > 0, f"heldout.temperature={h.temperature}: must be > 0")
+    _check("reasoning_gym" in cfg.env.sandbox.extra_imports,
+           "heldout.tasks runs Reasoning Gym tasks: add reasoning_gym to env.sandbox.extra_imports")
+    from cluster.heldout import heldout_sources
+
+    heldout_sources(cfg)  # unknown dataset names and bad env.rg_config fail here, before anything starts

@@ -277,6 +277,12 @@ class Library:
         entry.usage.append({"step": int(step), "pass_rate": float(pass_rate), "count": int(count)})
         self._changed(entry)
 
+    def set_calibration(self, name: str, calibration: dict) -> None:
+        """Record ``name``'s difficulty calibration (solver steps draw instances at its difficulty)."""
+        entry = self.get(name)
+        entry.calibration = dict(calibration)
+        self._changed(entry)
+
     def retire(self, name: str, step: int) -> LibraryEntry:
         """Take ``name`` out of the active set at ``step``; it keeps its files and history."""
         entry = self.get(name)

@@ -24,13 +24,16 @@ def seed_environments() -> dict[str, Path]:
     return {p.stem: p for p in sorted(SEEDS_DIR.glob("*.py")) if not p.stem.startswith("_")}
 
 
-def resolve_environment(name_or_path: str, kind: str = "file") -> tuple[str, str]:
+def resolve_environment(name_or_path: str, kind: str = "file", rg_config: dict | None = None) -> tuple[str, str]:
     """Return (name, source text) for a builtin or seed name, a path to a .py file,
-    or (kind="reasoning_gym") a Reasoning Gym dataset name."""
+    or (kind="reasoning_gym") a Reasoning Gym dataset name with its dataset parameters `rg_config`."""
     if kind == "reasoning_gym":
         from envs.adapters.reasoning_gym import resolve
 
-        return resolve(name_or_path)
+        return resolve(name_or_path, rg_config)
+    if rg_config:
+        raise UnknownEnvironmentError(f"env.rg_config={dict(rg_config)} is for Reasoning Gym datasets; "
+                                      f"{name_or_path!r} is env.kind={kind!r}")
     if kind != "file":
         raise UnknownEnvironmentError(f"environment kind {kind!r}: use 'file' or 'reasoning_gym'")
     builtins = {**builtin_environments(), **seed_environments()}

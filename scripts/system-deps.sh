@@ -4,7 +4,8 @@
 #   scripts/system-deps.sh run    what the product needs: bubblewrap (the sandbox for model-written code)
 #   scripts/system-deps.sh test   also what the tests use: unshare + ip (a private network namespace),
 #                                 docker.io + debootstrap (the Docker sandbox backend and its image),
-#                                 runsc (gVisor, the optional Docker runtime)
+#                                 runsc (gVisor, the optional Docker runtime),
+#                                 chromium-headless-shell (renders `evoforge report` pages in the tests)
 #
 # As root it installs what is missing with apt-get. Without root it prints the exact command and exits 1,
 # so nothing that would run untrusted code starts without its sandbox.
@@ -21,6 +22,7 @@ if [ "$what" = test ]; then
   want dockerd docker.io
   want debootstrap debootstrap
   want runsc runsc
+  want chromium-headless-shell chromium-headless-shell
 fi
 [ -z "$need" ] && exit 0
 

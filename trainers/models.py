@@ -10,6 +10,7 @@ import json
 import os
 import string
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -153,13 +154,15 @@ def load_causal_lm(path: str, dtype: str = "float32"):
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
 
 
-def encode_prompt(tokenizer, text: str, chat_template: bool) -> list[int]:
-    """Prompt text -> token ids, through the chat template for instruction-tuned models."""
+def encode_prompt(tokenizer, text: str, chat_template: bool, shots: Sequence[tuple[str, str]] = ()) -> list[int]:
+    """Prompt text -> token ids, through the chat template for instruction-tuned models. `shots`: solved
+    examples (prompt, answer) shown first, as earlier chat turns (or, without a template, as text)."""
     if chat_template:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+        turns = [m for q, a in shots for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
+        ids = tokenizer.apply_chat_template([*turns, {"role": "user", "content": text}], add_generation_prompt=True,
                                             tokenize=True)
         return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
-    return tokenizer(text, add_special_tokens=False).input_ids
+    return tokenizer("".join(f"{q}\n{a}\n\n" for q, a in shots) + text, add_special_tokens=False).input_ids
 
 
 def build_tiny_reward_model(folder, arch: str = "llama", hidden: int = 64, layers: int = 2, heads: int = 2,

@@ -44,6 +44,7 @@ frees the KV cache while the learner trains and `wake_up()` brings them back
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -114,9 +115,25 @@ def _reload(worker, weights: list[tuple[str, torch.Tensor]], tied: bool) -> None
     """Runs on the vLLM worker: load checkpoint-format weights in place."""
     from vllm.platforms import current_platform
 
+    if tied:
+        _quiet_tied_head_warning()
     worker.reload_weights(weights_iterator=iter(weights))
     if tied and current_platform.is_cpu():
         _repack_tied_lm_head(worker.model_runner.get_model())
+
+
+class _TiedHeadFilter(logging.Filter):
+    """A tied LM head has no weights of its own in a checkpoint (it is the embedding), so vLLM's reload warns
+    "ParallelLMHead: Failed to load weights" at every sync although the head is right: drop that one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == "%s: Failed to load weights" and record.args and record.args[0] == "ParallelLMHead")
+
+
+def _quiet_tied_head_warning() -> None:
+    log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    if not any(isinstance(f, _TiedHeadFilter) for f in log.filters):
+        log.addFilter(_TiedHeadFilter())
 
 
 def _check_cpu_head_dim(hf_config) -> None:
@@ -159,6 +176,10 @@ class VLLMBackend:
             _check_cpu_head_dim(hf_config)
         # on GPU the rest of the card stays free for a colocated learner
         extra = {"gpu_memory_utilization": gpu_memory_utilization} if device != "cpu" else {}
+        if device == "cpu":
+            # vLLM's CPU runner cannot rewind a seeded request's generator when a prefill is split across
+            # steps ("CPU Generator does not use offset"): whole prompts only, a step holds the longest one
+            extra.update(enable_chunked_prefill=False, max_num_batched_tokens=max(4096, max_model_len))
         if sleep_mode:
             if device == "cpu":
                 raise ValueError("rollout.colocate needs GPUs: vLLM's sleep mode frees GPU memory only")

@@ -26,11 +26,11 @@ class EvoEnvEpisode(Episode):
         generator, evo = ctx.policy("generator"), ctx.evo
         t0 = time.perf_counter()
         texts, lineages = evo.generator_prompts(step, generator)
-        prompts = [generator.encode(t) for t in texts]
+        prompts = [evo.encode_generator_prompt(generator, t) for t in texts]
         sampling = evo.generator_sampling(generator)
         out = generator.generate(prompts, sampling, seed=ctx.cfg.seed * 7919 + step)
         t1 = time.perf_counter()
-        proposals = [Proposal(group=g, lineage=lineages[g], text=s.text)
+        proposals = [Proposal(group=g, lineage=lineages[g], text=ctx.cfg.selfplay.response_prefix + s.text)
                      for g, group in enumerate(out["samples"]) for s in group]
         gate_metrics = evo.judge_proposals(step, proposals)
         t2 = time.perf_counter()
@@ -41,12 +41,3 @@ class EvoEnvEpisode(Episode):
                    "timing/rollout": t1 - t0, "timing/gates": t2 - t1, **gate_metrics}
         update = RoleUpdate(trajectories, "grpo", max(sampling.temperature, 1e-6), recompute_old=out["off_policy"])
         return EpisodeResult({"generator": update}, metrics)
-
-    def start(self, step: int) -> None:
-        """Held-out accuracy of the solver role before training (selfplay.heldout: Reasoning Gym tasks)."""
-        if self.ctx.cfg.selfplay.heldout and step == 0:
-            self.ctx.evo.heldout("before", self.ctx.run_dir)
-
-    def finish(self) -> None:
-        if self.ctx.cfg.selfplay.heldout:
-            self.ctx.evo.heldout("after", self.ctx.run_dir)

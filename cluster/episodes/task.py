@@ -77,7 +77,8 @@ class TaskEpisode(Episode):
             instances = ctx.evo.solver_instances(step, ctx.data_seeds(step))
         else:
             instances = ctx.env.sample(ctx.data_seeds(step), cfg.env.difficulty)
-        prompts = [policy.encode(i["prompt"]) for i in instances]
+        prompts = [policy.encode(i["prompt"], ctx.shots(i.get("env"), i.get("difficulty", cfg.env.difficulty)))
+                   for i in instances]
         return instances, prompts, policy.submit(prompts, policy.sampling, seed=cfg.seed * 7919 + step)
 
     def lookahead(self, ctx) -> int:

@@ -42,14 +42,45 @@ def list_datasets() -> list[str]:
     return sorted(n for n in DATASETS if n not in UNSUPPORTED)
 
 
-def reasoning_gym_source(dataset: str) -> str:
-    """Environment source text for one Reasoning Gym dataset (checked to exist)."""
+class DatasetConfigError(UnknownEnvironmentError):
+    """env.rg_config names a field the dataset's config does not have, or values it rejects."""
+
+
+def check_config(dataset: str, config: dict) -> dict:
+    """`config` (env.rg_config) as plain JSON-safe values, checked against the dataset's config class:
+    every key a field of it, and the dataset's own validate() accepting the values."""
+    import dataclasses
+    import json
+
+    from reasoning_gym.factory import DATASETS
+
+    config = json.loads(json.dumps(dict(config or {})))
+    if not config:
+        return {}
+    config_cls = DATASETS[dataset][1]
+    fields = [f.name for f in dataclasses.fields(config_cls) if f.name not in ("seed", "size")]
+    unknown = [k for k in config if k not in fields]
+    if unknown:
+        raise DatasetConfigError(f"env.rg_config: {', '.join(map(repr, unknown))} is not a parameter of Reasoning "
+                                 f"Gym's {dataset!r}; its parameters: {', '.join(fields)}")
+    try:
+        config_cls(**config).validate()
+    except Exception as e:  # noqa: BLE001 - the dataset's own message (assertions, type errors)
+        raise DatasetConfigError(f"env.rg_config={config} is rejected by {dataset!r}: "
+                                 f"{str(e).strip() or type(e).__name__}") from None
+    return config
+
+
+def reasoning_gym_source(dataset: str, config: dict | None = None) -> str:
+    """Environment source text for one Reasoning Gym dataset (checked to exist), with its dataset
+    parameters `config` (checked: `check_config`) fixed at every difficulty."""
     if dataset not in list_datasets():
         raise UnknownDatasetError(_unknown_message(dataset))
+    config = check_config(dataset, config or {})
     text = TEMPLATE_PATH.read_text(encoding="utf-8")
     fmt = "fenced" if dataset in MULTILINE else "final_line"
     for const, value in (("DATASET", dataset), ("ANSWER_FORMAT", fmt),
-                         ("MAX_LEVEL", MAX_LEVEL.get(dataset))):
+                         ("MAX_LEVEL", MAX_LEVEL.get(dataset)), ("CONFIG", config)):
         text, n = re.subn(rf"^{const} = .*$", lambda _: f"{const} = {value!r}", text,
                           count=1, flags=re.MULTILINE)
         if n != 1:
@@ -57,10 +88,10 @@ def reasoning_gym_source(dataset: str) -> str:
     return text
 
 
-def resolve(name: str) -> tuple[str, str]:
+def resolve(name: str, config: dict | None = None) -> tuple[str, str]:
     """(environment name "rg_<dataset>", source) for ``name`` given with or without the prefix."""
     dataset = name[len(PREFIX):] if name.startswith(PREFIX) else name
-    return PREFIX + dataset, reasoning_gym_source(dataset)
+    return PREFIX + dataset, reasoning_gym_source(dataset, config)
 
 
 def _unknown_message(dataset: str) -> str:

@@ -222,10 +222,33 @@ def test_tied_embeddings_smollm2(monkeypatch):
     assert not torch.equal(stale["lm_head.weight"], state["model.embed_tokens.weight"])
     assert [g[0].response_ids for g in _greedy(backend, prompts)] != expected
 
-    backend.load_weights(state)
+    # the sync does not log vLLM's "ParallelLMHead: Failed to load weights" (a tied head has none of its own)
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    layerwise = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    layerwise.addHandler(handler)
+    try:
+        backend.load_weights(state)
+    finally:
+        layerwise.removeHandler(handler)
+    assert not [r for r in records if "Failed to load weights" in r.getMessage()]
     fixed = backend.named_parameters()
     assert torch.equal(fixed["lm_head.weight"], state["model.embed_tokens.weight"])
     assert [g[0].response_ids for g in _greedy(backend, prompts)] == expected
+
+
+def test_seeded_batch_longer_than_one_engine_step(engine):
+    """A batch whose prompts hold more tokens than one engine step takes (4096): with seeded sampling vLLM's
+    CPU runner cannot split a prefill ("CPU Generator does not use offset"), so the backend never lets it."""
+    prompts = [[(7 * i + j) % 90 + 5 for j in range(300)] for i in range(16)]  # 4800 prompt tokens
+    sampling = SamplingConfig(n=2, max_new_tokens=4, temperature=1.0)
+    out = engine.generate(prompts, sampling, seed=1)
+    assert [len(g) for g in out] == [2] * 16
+    assert [[s.response_ids for s in g] for g in engine.generate(prompts, sampling, seed=1)] == \
+        [[s.response_ids for s in g] for g in out]
 
 
 def _peft_model(tiny_path, seed):

@@ -49,6 +49,15 @@ def test_cross_key_validation(tmp_path):
                                                            "update, but rollout.colocate=true"),
     (["rollout.max_staleness=-1"], "rollout.max_staleness=-1: steps the rollouts may run ahead"),
     (["learner.compute_dtype=fp8"], "learner.compute_dtype='fp8': use auto, float32 or bfloat16"),
+    (["env=reasoning_gym", "env.name=chain_sum", "env.rg_config.max_digit=1"],
+     "env.rg_config: 'max_digit' is not a parameter of Reasoning Gym's 'chain_sum'; its parameters: min_terms"),
+    (["env=reasoning_gym", "env.name=chain_sum", "env.rg_config.max_digits=0"],
+     "env.rg_config={'max_digits': 0} is rejected by 'chain_sum': max_digits must be >= min_digits"),
+    (["env.rg_config.max_digits=1"], "env.kind='file' is not reasoning_gym"),
+    (["env=reasoning_gym", "heldout.tasks=[leg_counting]", "heldout.k=8"],
+     "heldout.k=8: pass@k needs 1 <= k <= heldout.samples=4"),
+    (["heldout.tasks=[leg_counting]"], "heldout.tasks runs Reasoning Gym tasks: add reasoning_gym to "
+                                       "env.sandbox.extra_imports"),
 ])
 def test_weight_sync_and_colocate_validation(tmp_path, overrides, message):
     proc = evoforge("train", f"run_dir={tmp_path / 'r'}", *overrides)

@@ -122,3 +122,29 @@ def test_vllm_lora_adapter_broadcast_zero3(tmp_path):
     # (the adapter path computes x W + x A B instead of x (W + A B), so rewards may differ by a token)
     assert max(r["logprob_gap/max_abs"] for r in a + m) < 1e-4
     assert a[-1]["policy_version"] == 3
+
+
+def test_heldout_intervals_fewshot_dataset_parameters_and_a_quiet_console(tmp_path):
+    """A Reasoning Gym run with fixed dataset parameters and few-shot examples: held-out accuracy before and
+    after with intervals and pass@k; the console holds one line per step, the workers' output goes to files."""
+    run = tmp_path / "rg"
+    proc = train(run, "steps=2", "save_every=0", "env=reasoning_gym", "env.name=chain_sum", "env.rg_config.max_digits=1",
+                 "env.rg_config.max_terms=2", "env.fewshot=2", "heldout.tasks=[chain_sum,leg_counting]",
+                 "heldout.instances=6", "heldout.samples=3", "heldout.k=2", "algorithm.prompts_per_step=2")
+    for tag in ("before", "after"):
+        rows = json.loads((run / f"eval_{tag}.json").read_text())
+        assert [r["task"] for r in rows] == ["rg_chain_sum", "rg_leg_counting"]
+        for r in rows:
+            assert r["instances"] == 6 and len(r["scores"]) == 6 and len(r["pass_scores"]) == 6
+            assert 0.0 <= r["accuracy_ci"][0] <= r["accuracy"] <= r["accuracy_ci"][1] <= 1.0
+            assert (r["k"], r["samples"]) == (2, 3) and 0.0 <= r["pass_at_k"] <= 1.0
+    out = proc.stdout
+    assert "step 1/2  solver" in out and "step 2/2  solver" in out
+    assert "evoforge: held-out before: rg_chain_sum accuracy" in out
+    assert "held-out accuracy: greedy" in out and "admission funnel" not in out  # no self-play here
+    # the workers' own output (model loading, DeepSpeed) is in run_dir/logs/, not on the console
+    assert "pid=" not in out + proc.stderr
+    logs = sorted((run / "logs").glob("worker-*.log"))
+    assert logs and any(p.stat().st_size > 0 for p in logs)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["env"]["rg_config"] == {"max_digits": 1, "max_terms": 2} and config["env"]["fewshot"] == 2

@@ -63,13 +63,20 @@ def test_cli_on_a_checkpoint_matches_the_library_on_the_same_weights(tmp_path, t
     proc = evoforge("eval", f"checkpoint={run_dir}", "eval.tasks=[repeat_digits,rg_leg_counting]",
                     "eval.instances=3", "eval.max_new_tokens=6", f"eval.output={out}", timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "| task | instances | accuracy | exact |" in proc.stdout
+    assert "| task | instances | accuracy [95% CI] | exact |" in proc.stdout
     assert "| repeat_digits | 3 |" in proc.stdout and "| rg_leg_counting | 3 |" in proc.stdout
     cli_rows = json.loads(out.read_text())
     _check_rows(cli_rows, TASKS, 3)
     # the same weights from the base model's folder, in-process: identical numbers (fixed seeds, greedy)
     rows = evaluate(tiny_model_path, TASKS, compose_config([]), EvalConfig(instances=3, max_new_tokens=6))
     assert rows == cli_rows
+    # pass@k from sampled responses: the table grows a column, the rows their estimate and interval
+    proc = evoforge("eval", f"checkpoint={run_dir}", "eval.tasks=[repeat_digits]", "eval.instances=3",
+                    "eval.max_new_tokens=6", "eval.samples=3", "eval.k=2", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "pass@k [95% CI]" in proc.stdout and "(k=2)" in proc.stdout
+    proc = evoforge("eval", f"checkpoint={run_dir}", "eval.samples=2", "eval.k=3", timeout=300)
+    assert proc.returncode == 1 and "eval.k=3: pass@k needs 1 <= k <= eval.samples=2" in proc.stderr
 
 
 def test_evaluate_backend_scores_a_given_backend_deterministically(tiny_model_path):
@@ -92,7 +99,7 @@ def test_evaluate_backend_scores_a_given_backend_deterministically(tiny_model_pa
     first = evaluate_backend(Oracle(), ["repeat_digits"], cfg, ev, tokenizer=tokenizer)
     assert first == evaluate_backend(Oracle(), ["repeat_digits"], cfg, ev, tokenizer=tokenizer)
     assert first[0]["accuracy"] == 1.0 and first[0]["exact"] == 1.0 and first[0]["response_tokens"] == 4.0
-    assert "| repeat_digits | 4 | 1.000 | 1.000 | 4.0 |" in format_table(first)
+    assert "| repeat_digits | 4 | 1.000 [0.510, 1.000] | 1.000 | 4.0 |" in format_table(first)  # Wilson, 4 of 4
 
 
 def test_lora_checkpoint_is_merged_into_its_base(tmp_path, tiny_model_path):

@@ -58,14 +58,42 @@ def test_summary_numbers(tmp_path):
     assert s["solver_reward"]["before"] == pytest.approx((1 + 3 + 5) / 60)
     assert s["solver_reward"]["after"] == pytest.approx((7 + 9 + 11) / 60)
     assert s["generator_reward"] == {"mean": pytest.approx(0.5), "last": pytest.approx(1.0)}
-    assert s["held_out"] == [
+    keep = ("task", "instances", "before", "after", "exact_before", "exact_after", "delta")
+    assert [{k: r.get(k) for k in keep} for r in s["held_out"]] == [
         {"task": "rg_leg_counting", "instances": 32, "before": 0.25, "after": 0.5,
-         "exact_before": 0.25, "exact_after": 0.375},
+         "exact_before": 0.25, "exact_after": 0.375, "delta": 0.25},
         {"task": "repeat_digits", "instances": 32, "before": None, "after": 0.75,
-         "exact_before": None, "exact_after": 0.5}]
+         "exact_before": None, "exact_after": 0.5, "delta": None}]
     text = format_summary(s)
     assert "L4              6   25.0%" in text and "library: 11 -> 15 environments (6 admitted, 1 retired)" in text
     assert "rg_leg_counting" in text and "0.250" in text and "0.500" in text
+
+
+def test_held_out_change_against_its_interval(tmp_path):
+    """Rows as cluster.evaluate.score_row writes them: the change is paired over the same instances."""
+    from cluster.evaluate import score_row
+
+    def row(scores, sampled):
+        return score_row("rg_chain_sum", scores, [], [5] * len(scores), 1, 1234, sampled, 2)
+
+    before = row([0.0] * 64, [[0.0, 0.0, 1.0, 0.0]] * 32 + [[0.0] * 4] * 32)
+    after = row([1.0] * 12 + [0.0] * 52, [[1.0, 0.0, 1.0, 0.0]] * 32 + [[0.0] * 4] * 32)
+    assert before["accuracy_ci"] == pytest.approx([0.0, 0.0566], abs=1e-3)
+    assert before["pass_at_k"] == pytest.approx(0.5 * 0.5)  # pass@2 of 1-in-4 is 1/2, on half the instances
+    assert after["pass_at_k"] == pytest.approx(0.5 * (1 - 1 / 6))
+    run = _write(tmp_path / "run", _selfplay_rows(), [before], [after])
+    (r,) = summarize(run)["held_out"]
+    assert r["delta"] == pytest.approx(12 / 64) and r["significant"] and r["delta_ci"][0] > 0
+    assert r["pass_delta"] == pytest.approx(after["pass_at_k"] - before["pass_at_k"]) and r["pass_significant"]
+    text = format_summary(summarize(run))
+    assert "greedy  0.000 [0.000, 0.057] -> 0.188 [0.111, 0.300]   change +0.188 [+0.091, +0.284]: larger " \
+           "than its interval" in text
+    assert "pass@2  0.250" in text
+    # a smaller change made of flips both ways (18 gained, 12 lost) is within its interval
+    run2 = _write(tmp_path / "run2", _selfplay_rows(), [row([0.0] * 52 + [1.0] * 12, None)],
+                  [row([1.0] * 18 + [0.0] * 46, None)])
+    (r2,) = summarize(run2)["held_out"]
+    assert r2["delta"] == pytest.approx(6 / 64) and not r2["significant"] and "within its interval (could be noise)" in format_summary(summarize(run2))
 
 
 def test_plots_are_png(tmp_path):
@@ -103,7 +131,9 @@ def test_missing_keys_are_skipped(tmp_path):
     assert s["solver_reward"] == {"before": pytest.approx(0.2), "after": pytest.approx(0.2)}
     assert s["funnel"]["proposals"] == 0 and s["library"] == {"start": None, "end": None}
     assert s["generator_reward"] == {"mean": None, "last": None} and s["held_out"] == []
-    assert "library: - -> - environments" in format_summary(s)
+    text = format_summary(s)  # no self-play in the run: no funnel, no library
+    assert text.splitlines()[:2] == ["steps: 5", "reward: 0.200 -> 0.200 (mean of the first / last 3 steps)"]
+    assert "funnel" not in text and "library" not in text
     assert [p.name for p in write_plots(run)] == ["rewards.png"]
     empty = summarize(tmp_path / "nothing")  # no metrics.jsonl at all
     assert empty["steps"] == 0 and empty["solver_reward"] == {"before": None, "after": None}

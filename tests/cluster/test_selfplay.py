@@ -62,6 +62,15 @@ def test_scripted_proposals_through_all_gates_rotation_and_resume(tmp_path):
     assert logged[2]["gates"][-1]["gate"] == "L1" and "'os'" in logged[2]["gates"][-1]["reason"]
     for name in ("rewards.png", "library.png", "funnel.png"):
         assert (run / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (run / "report.html").read_text()  # the whole run on one page (tests/cluster/test_report_html.py)
+    assert "digit_squares" in page and "knapsack" in page and "Admission funnel" in page
+    # the seeds were calibrated at the start (the tiny model solves nothing: p = 0 at the easiest level,
+    # inside this run's band [0, 0.9]); a resumed run keeps the records
+    seed_cal = library_meta(run, "knapsack")["calibration"]
+    assert seed_cal["when"] == "start" and seed_cal["difficulty"] == 1 and seed_cal["p"] == 0.0 and seed_cal["in_band"]
+    # the summary counts every calibrated environment: the 10 seeds and digit_squares (its L5 gate)
+    assert re.search(r"calibration: 11 library environments, 11 with a pass rate inside the band \(\d+ read from "
+                     r"the cache\)", proc.stdout)
     assert [r["episode"] for r in rows] == ["solver", "generator", "solver", "generator"]
     # the executors hold the active library only: judged candidates and retired environments are unloaded
     assert all(r["env/loaded"] == r["selfplay/active"] for r in rows)
@@ -126,12 +135,28 @@ def test_policy_proposals_from_the_tiny_model(tmp_path, skip):
     Every reward is 0, so with algorithm.skip_zero_signal (default) no update runs and the policy version
     stays; without it every step updates."""
     run = tmp_path / "run"
-    train(run, "steps=2", "save_every=0", "selfplay=evoenv", "selfplay.generator_every=1",
-          "selfplay.proposals=2", "selfplay.samples_per_proposal=2", "selfplay.max_new_tokens=32",
-          f"algorithm.skip_zero_signal={str(skip).lower()}")
+    # the second run starts every response with the opening of a file (selfplay.response_prefix) and measures
+    # the generator's gates on fixed held-out prompts before and after
+    prefixed = [] if skip else ["selfplay.response_prefix='```python\nimport random\n\n\nclass '",
+                                "selfplay.generator_heldout=2"]
+    proc = train(run, "steps=2", "save_every=0", "selfplay=evoenv", "selfplay.generator_every=1",
+                 "selfplay.proposals=2", "selfplay.samples_per_proposal=2", "selfplay.max_new_tokens=32",
+                 f"algorithm.skip_zero_signal={str(skip).lower()}", *prefixed)
     rows = metrics(run)
     assert [r["episode"] for r in rows] == ["solver", "generator"]
-    assert rows[1]["selfplay/proposals"] == 4 and rows[1]["selfplay/gate/parse/passed"] == 0
+    # without the prefix nothing the tiny model writes is code; with it every response is a python block
+    # (of gibberish, which the sandbox refuses to load)
+    assert rows[1]["selfplay/proposals"] == 4 and rows[1]["selfplay/gate/parse/passed"] == (0 if skip else 4)
+    assert rows[1]["selfplay/gate/L1/passed"] == 0
+    logged = [json.loads(line) for line in (run / "proposals" / "step_000001.jsonl").read_text().splitlines()]
+    assert all(p["response"].startswith("```python\nimport random") != skip for p in logged)
+    if not skip:
+        for tag in ("before", "after"):
+            held = json.loads((run / f"generator_eval_{tag}.json").read_text())
+            assert held["prompts"] == 2 and held["proposals"] == 4 and held["gates"]["parse"] == 4
+            assert held["gates"]["L1"] == 0 and held["complete"] == 0
+        assert "generator on fixed held-out prompts (4 proposals)" in proc.stdout
+        assert not list((run / "proposals").glob("step_-*"))  # held-out proposals are not training's
     assert rows[1]["selfplay/admitted"] == 0 and rows[1]["selfplay/library_size"] == 10
     assert all(r["reward/mean"] == 0 for r in rows)
     if skip:

@@ -45,4 +45,4 @@ def test_default_job_config_is_valid():
     cfg = compose_config(["+experiment=selfplay_cpu"])
     validate(cfg)
     assert cfg.selfplay.enabled and cfg.model.name == "smollm2" and cfg.rollout.backend == "vllm"
-    assert cfg.selfplay.heldout and "reasoning_gym" in cfg.env.sandbox.extra_imports
+    assert cfg.heldout.tasks and "reasoning_gym" in cfg.env.sandbox.extra_imports

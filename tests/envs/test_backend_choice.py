@@ -169,7 +169,7 @@ def test_system_deps_without_root_prints_the_command_and_stops(tmp_path):
 def test_system_deps_does_nothing_when_all_is_there(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    for tool in ("bwrap", "unshare", "ip", "dockerd", "debootstrap", "runsc"):
+    for tool in ("bwrap", "unshare", "ip", "dockerd", "debootstrap", "runsc", "chromium-headless-shell"):
         (bindir / tool).write_text("#!/bin/sh\n")
         (bindir / tool).chmod(0o755)
     r = subprocess.run(["/bin/sh", str(DEPS), "test"], env={"PATH": str(bindir)}, capture_output=True, text=True,

@@ -127,3 +127,27 @@ def test_datasets_run_in_the_bwrap_sandbox():
             res = pool.score(name, [{"data": i["data"], "response": i["reference"]} for i in insts]
                              + [{"data": insts[0]["data"], "response": ""}])
             assert [(r.score, r.verdict) for r in res] == [(1.0, "ok"), (1.0, "ok"), (0.0, "ok")], res
+
+
+def test_dataset_parameters_hold_at_every_difficulty():
+    """env.rg_config: fixed dataset parameters replace the curriculum's values of those fields."""
+    from envs.adapters.reasoning_gym import DatasetConfigError
+
+    name, source = resolve("chain_sum", {"min_terms": 2, "max_terms": 2, "max_digits": 1})
+    assert name == "rg_chain_sum" and "\nCONFIG = {'min_terms': 2, 'max_terms': 2, 'max_digits': 1}\n" in source
+    env = load_environment(source, filename=name)
+    plain = load("chain_sum")
+    for difficulty in (1, 4):
+        for seed in range(6):
+            inst = sample(env, seed, difficulty)
+            terms = inst["question"].split("following arithmetic problem:", 1)[-1].split("=")[0]
+            numbers = [int(t) for t in terms.replace("+", " ").replace("-", " ").split()]
+            assert len(numbers) == 2 and all(0 <= x <= 9 for x in numbers), inst["question"]
+            assert env.score(inst, env.reference(inst)) == 1.0
+    # without the parameters the higher level draws more and longer terms
+    longest = max(len(sample(plain, s, 4)["question"]) for s in range(6))
+    assert longest > max(len(sample(env, s, 4)["question"]) for s in range(6))
+    with pytest.raises(DatasetConfigError, match="'max_digit' is not a parameter of Reasoning Gym's 'chain_sum'"):
+        resolve("chain_sum", {"max_digit": 1})
+    with pytest.raises(DatasetConfigError, match="rejected by 'chain_sum'"):
+        resolve("chain_sum", {"min_digits": 3, "max_digits": 1})

@@ -62,3 +62,22 @@ def test_smollm2_converted_from_gguf_matches(tmp_path):
     ids = torch.tensor([encode_prompt(tok, "What is 17 + 25?", chat_template=True)])
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-4)
+
+
+def test_fewshot_examples_are_earlier_turns(tmp_path):
+    """env.fewshot: solved examples come before the prompt, as chat turns (or plain text without a template)."""
+    import os
+
+    tok = load_tokenizer(prepare_model(SimpleNamespace(name="smollm2", cache_dir=os.environ["EVOFORGE_CACHE"])))
+    shots = [("What is 1 + 2?", "Answer: 3"), ("What is 4 + 4?", "Answer: 8")]
+    plain = tok.decode(encode_prompt(tok, "What is 2 + 5?", chat_template=True))
+    text = tok.decode(encode_prompt(tok, "What is 2 + 5?", chat_template=True, shots=shots))
+    turns = ("<|im_start|>user\nWhat is 1 + 2?<|im_end|>\n<|im_start|>assistant\nAnswer: 3<|im_end|>\n"
+             "<|im_start|>user\nWhat is 4 + 4?<|im_end|>\n<|im_start|>assistant\nAnswer: 8<|im_end|>\n"
+             "<|im_start|>user\nWhat is 2 + 5?<|im_end|>\n<|im_start|>assistant\n")
+    assert text.endswith(turns) and plain.endswith("<|im_start|>user\nWhat is 2 + 5?<|im_end|>\n"
+                                                   "<|im_start|>assistant\n")
+    assert text.count("<|im_start|>system") == plain.count("<|im_start|>system") == 1
+    tiny = load_tokenizer(prepare_model(tiny_cfg(tmp_path)))
+    ids = encode_prompt(tiny, "Repeat 3:", chat_template=False, shots=[("Repeat 1:", "1")])
+    assert tiny.decode(ids) == "Repeat 1:\n1\n\nRepeat 3:"

@@ -1,0 +1,361 @@
+"""`evoforge report RUN`: one self-contained HTML page for a finished run (run_dir/report.html).
+
+The page holds everything `cluster.report.summarize` knows about the run, its plots (written by
+`write_plots`, embedded as base64 PNG data URIs), its held-out table with intervals and pass@k, the admission
+funnel and rejection reasons, and, for a self-play run, the environment library with each environment's
+source and gate reports. It needs no network: inline CSS, no scripts, no fonts, and a Content-Security-Policy
+that forbids loading anything but the embedded images. Every piece of text is escaped with `html.escape`:
+environment sources are model-written and must never inject markup.
+
+A part the run lacks (no library, no eval files, no plots) is left out.
+
+    evoforge report RUN [--out PATH]        same as `python -m cluster.report_html RUN [--out PATH]`
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import html
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cluster.report import EDGE_STEPS, GATES, summarize, write_plots
+
+REPORT_FILE = "report.html"
+LIBRARY_DIR = "library"
+MAX_DETAILS = 400  # characters of a gate report's details shown in the page
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
+       max-width: 1100px; margin: 0 auto; padding: 16px 24px; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; word-break: break-all; }
+h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 1.6em; }
+.meta { color: #555; margin: 0; }
+.figures { display: flex; flex-wrap: wrap; gap: 12px; }
+.figure { border: 1px solid #ddd; border-radius: 6px; padding: 8px 12px; min-width: 180px; }
+.figure .label { color: #666; font-size: 0.85em; }
+.figure .value { font-size: 1.2em; font-weight: 600; }
+.figure .note { color: #666; font-size: 0.85em; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.plots img { display: block; max-width: 100%; height: auto; margin: 8px 0; border: 1px solid #eee; }
+details { border: 1px solid #ddd; border-radius: 6px; padding: 4px 10px; margin: 6px 0; }
+summary { cursor: pointer; font-weight: 600; }
+pre { background: #f7f7f7; border: 1px solid #e4e4e4; padding: 8px; overflow-x: auto; font-size: 0.85em; }
+.pass { color: #1a7f37; } .fail { color: #b42318; }
+footer { color: #888; font-size: 0.8em; margin-top: 2em; }
+"""
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+VOID = {"img", "meta", "br"}  # elements without an end tag
+
+
+class Html(str):
+    """Markup that is already safe (built here from escaped parts); everything else gets escaped."""
+
+
+def esc(value: Any) -> Html:
+    return value if isinstance(value, Html) else Html(html.escape(str(value), quote=True))
+
+
+def tag(name: str, body: Any = "", /, **attrs: Any) -> Html:
+    """<name attrs>body</name>; body and attribute values are escaped unless already Html."""
+    text = "".join(f' {k.rstrip("_").replace("_", "-")}="{esc(v)}"' for k, v in attrs.items() if v is not None)
+    return Html(f"<{name}{text}>" if name in VOID else f"<{name}{text}>{esc(body)}</{name}>")
+
+
+def join(parts: Iterable[Any]) -> Html:
+    return Html("".join(esc(p) for p in parts))
+
+
+def num(value: Any, digits: int = 3, sign: bool = False) -> str:
+    """A number as text, "-" for None (and for anything that is not a number)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def interval(ci: Any, digits: int = 3) -> str:
+    """[low, high] as "[0.120, 0.380]", "-" when absent."""
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return "-"
+    return f"[{num(ci[0], digits)}, {num(ci[1], digits)}]"
+
+
+def yes_no(value: Any) -> str:
+    return "-" if value is None else "yes" if value else "no"
+
+
+def table(headers: list[str], rows: list[list[Any]], numeric: Iterable[int] = ()) -> Html:
+    """A table; the cells of the columns in `numeric` are right-aligned."""
+    numeric = set(numeric)
+    head = tag("tr", join(tag("th", h) for h in headers))
+    body = join(tag("tr", join(tag("td", c, class_="num" if i in numeric else None) for i, c in enumerate(r)))
+                for r in rows)
+    return tag("table", join([tag("thead", head), tag("tbody", body)]))
+
+
+def section(title: str, *parts: Any, id_: str | None = None) -> Html:
+    return tag("section", join([tag("h2", title), *parts]), id_=id_)
+
+
+# -- reading the run ----------------------------------------------------------------------------------
+def read_config(run_dir: Path) -> dict:
+    """run_dir/config.yaml as a dict (empty when absent or unreadable)."""
+    try:
+        data = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_library(run_dir: Path) -> tuple[list, str | None]:
+    """(entries, problem): the run's library entries, or [] and why they could not be read (None: no library)."""
+    from envs.library import INDEX, Library, LibraryError
+
+    folder = run_dir / LIBRARY_DIR
+    if not (folder / INDEX).is_file():
+        return [], None
+    try:
+        return Library.load(folder, autosave=False).all(), None
+    except LibraryError as e:
+        return [], str(e)
+
+
+# -- the sections -------------------------------------------------------------------------------------
+def header(run_dir: Path, config: dict) -> Html:
+    def get(group: str, key: str) -> Any:
+        return config[group].get(key) if isinstance(config.get(group), dict) else None
+
+    selfplay = get("selfplay", "enabled")
+    metrics = run_dir / "metrics.jsonl"
+    finished = dt.datetime.fromtimestamp(metrics.stat().st_mtime) if metrics.is_file() else None
+    facts = [("model", get("model", "name")), ("env", get("env", "name")), ("self-play", None if selfplay is None else yes_no(selfplay)),
+             ("configured steps", config.get("steps")),
+             ("last metrics", finished.strftime("%Y-%m-%d %H:%M") if finished else None)]
+    line = " · ".join(f"{k}: {v}" for k, v in facts if v is not None)
+    return tag("header", join([tag("h1", run_dir.resolve().name), tag("p", line, class_="meta"),
+                               tag("p", f"run directory: {run_dir.resolve()}", class_="meta")]))
+
+
+def _figure(label: str, value: str, note: str = "") -> Html:
+    return tag("div", join([tag("div", label, class_="label"), tag("div", value, class_="value"),
+                            tag("div", note, class_="note") if note else ""]), class_="figure")
+
+
+def _change(r: dict) -> float | None:
+    if r.get("delta") is not None:
+        return r["delta"]
+    b, a = r.get("before"), r.get("after")
+    return a - b if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
+
+
+def _change_note(r: dict) -> str:
+    """The held-out change, its interval and whether the change is larger than it (the interval excludes 0)."""
+    change = _change(r)
+    if change is None:
+        return "change -"
+    ci = f" {interval(r['delta_ci'])}" if r.get("delta_ci") is not None else ""
+    verdict = {True: ": larger than its interval", False: ": within its interval (not significant)",
+               None: " (no interval)"}[None if r.get("significant") is None else bool(r["significant"])]
+    return f"change {num(change, sign=True)}{ci}{verdict}"
+
+
+def key_figures(s: dict) -> Html:
+    figures = [_figure("steps", str(s["steps"]), f"{s['solver_steps']} solver, {s['generator_steps']} generator"),
+               _figure("solver reward", f"{num(s['solver_reward']['before'])} → {num(s['solver_reward']['after'])}",
+                       f"mean of the first / last {EDGE_STEPS} solver steps")]
+    if s["generator_steps"]:
+        lib = s["library"]
+        figures += [_figure("library", f"{num(lib['start'])} → {num(lib['end'])}",
+                            f"{s['admitted']} admitted, {s['retired']} retired"),
+                    _figure("generator reward", num(s["generator_reward"]["mean"]),
+                            f"mean; last {num(s['generator_reward']['last'])}")]
+    for r in s["held_out"]:
+        figures.append(_figure(f"held-out {r['task']}", f"{num(r.get('before'))} → {num(r.get('after'))}",
+                               _change_note(r)))
+    return section("Key figures", tag("div", join(figures), class_="figures"), id_="figures")
+
+
+def plots(paths: list[Path]) -> Html:
+    images = [tag("img", "", src="data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii"),
+                  alt=p.stem, title=p.name) for p in paths if p.is_file()]
+    return section("Plots", tag("div", join(images), class_="plots"), id_="plots") if images else Html()
+
+
+def held_out(rows: list[dict]) -> Html:
+    if not rows:
+        return Html()
+    acc = table(["task", "instances", "before", "95% CI", "after", "95% CI", "change", "95% CI", "significant",
+                 "exact before", "exact after"],
+                [[r["task"], num(r.get("instances")), num(r.get("before")), interval(r.get("before_ci")),
+                  num(r.get("after")), interval(r.get("after_ci")), num(_change(r), sign=True),
+                  interval(r.get("delta_ci")), yes_no(r.get("significant")), num(r.get("exact_before")),
+                  num(r.get("exact_after"))] for r in rows], numeric=[1, 2, 3, 4, 5, 6, 7, 9, 10])
+    parts = [tag("p", "Accuracy on held-out instances before and after training; the change is paired (after − "
+                      "before on the same instances) and significant when its 95% interval excludes 0."), acc]
+    pass_keys = ("k", "pass_before", "pass_after", "pass_delta")
+    if any(r.get(k) is not None for r in rows for k in pass_keys):
+        parts += [tag("h3", "pass@k (temperature sampling)"),
+                  table(["task", "k", "before", "95% CI", "after", "95% CI", "change", "95% CI", "significant"],
+                        [[r["task"], num(r.get("k")), num(r.get("pass_before")), interval(r.get("pass_before_ci")),
+                          num(r.get("pass_after")), interval(r.get("pass_after_ci")),
+                          num(r.get("pass_delta"), sign=True), interval(r.get("pass_delta_ci")),
+                          yes_no(r.get("pass_significant"))] for r in rows], numeric=range(1, 8))]
+    return section("Held-out evaluation", *parts, id_="held-out")
+
+
+def funnel(s: dict) -> Html:
+    f = s["funnel"]
+    if not (s["generator_steps"] or f["proposals"] or s["admitted"]):
+        return Html()  # not a self-play run
+    proposals = f["proposals"]
+
+    def share(n: int) -> str:
+        return f"{100 * n / proposals:.1f}%" if proposals else "-"
+
+    rows = [["proposals", proposals, share(proposals)], *([g, n, share(n)] for g, n in f["gates"].items()),
+            ["admitted", s["admitted"], share(s["admitted"])]]
+    parts: list[Any] = [tag("p", "Proposals that passed each gate, cumulative over the run (% of all proposals)."),
+                        table(["stage", "count", "% of proposals"], rows, numeric=[1, 2])]
+    reasons = [[g, n, reason] for g, top in s.get("rejections", {}).items() for reason, n in top]
+    if reasons:
+        parts += [tag("h3", "Why proposals were rejected"),
+                  tag("p", "The first gate each rejected proposal failed, most common reasons."),
+                  table(["gate", "proposals", "reason"], reasons, numeric=[1])]
+    return section("Admission funnel", *parts, id_="funnel")
+
+
+def calibration(rows: list[dict] | None) -> Html:
+    if not rows:
+        return Html()
+    return section("Calibration", table(["environment", "difficulty", "p", "inside the band", "from the cache"],
+                                        [[r.get("env", "-"), num(r.get("difficulty")), num(r.get("p")),
+                                          yes_no(r.get("in_band")), yes_no(r.get("cached"))] for r in rows],
+                                        numeric=[1, 2]),
+                   id_="calibration")
+
+
+def generator_heldout(gen: dict | None) -> Html:
+    """The generator's gate pass counts on fixed held-out prompts, before and after."""
+    if not gen:
+        return Html()
+    b, a = gen.get("before", {}), gen.get("after", {})
+    rows = [[g, num(b.get("gates", {}).get(g)), num(a.get("gates", {}).get(g))] for g in GATES]
+    n = a.get("proposals", b.get("proposals"))
+    return section("Generator on held-out prompts",
+                   tag("p", f"{n} proposals to the same fixed prompts before and after training; nothing of "
+                            "them is admitted or trained on."),
+                   table(["gate", "passed before", "passed after"], rows, numeric=[1, 2]), id_="generator")
+
+
+def _anchor(name: str) -> str:
+    return f"env-{name}"
+
+
+def library(entries: list, problem: str | None) -> Html:
+    from envs.library import recent_pass_rate
+
+    if problem:
+        return section("Environment library", tag("p", f"the library could not be read: {problem}"), id_="library")
+    if not entries:
+        return Html()
+    rows = []
+    for e in entries:
+        status = e.status if e.retired_step is None else f"{e.status} (step {e.retired_step})"
+        cal = e.calibration if isinstance(e.calibration, dict) else {}
+        rows.append([tag("a", e.name, href=f"#{_anchor(e.name)}"), e.kind, status, ", ".join(e.lineage) or "-",
+                     num(cal.get("difficulty")), num(cal.get("p")), e.admitted_step, len(e.usage),
+                     sum(int(u.get("count", 0)) for u in e.usage), num(recent_pass_rate(e, 0))])
+    active = sum(e.status == "active" for e in entries)
+    return section("Environment library",
+                   tag("p", f"{len(entries)} environments, {active} active. Mean pass rate: weighted by rollouts "
+                            "over every solver step that used the environment."),
+                   table(["name", "kind", "status", "lineage", "difficulty", "calibration p", "admitted step",
+                          "steps used", "rollouts", "mean pass rate"], rows, numeric=[4, 5, 6, 7, 8, 9]),
+                   id_="library")
+
+
+def _details_text(details: Any) -> str:
+    if not details:
+        return "-"
+    text = json.dumps(details, sort_keys=True, default=str)
+    return text if len(text) <= MAX_DETAILS else text[:MAX_DETAILS] + " …"
+
+
+def environment(e) -> Html:
+    gates = table(["gate", "verdict", "reason", "details"],
+                  [[g.get("gate", "-"), tag("span", "PASS" if g.get("passed") else "FAIL",
+                                            class_="pass" if g.get("passed") else "fail"),
+                    g.get("reason", ""), _details_text(g.get("details"))] for g in e.gates if isinstance(g, dict)])
+    parts = [tag("p", f"{e.kind}, {e.status}; admitted at step {e.admitted_step}"
+                      f"{'' if e.retired_step is None else f', retired at step {e.retired_step}'}; "
+                      f"lineage: {', '.join(e.lineage) or '-'}"),
+             tag("h4", "Gate reports"), gates if e.gates else tag("p", "no gate reports (a seed environment)")]
+    if e.calibration:
+        parts += [tag("h4", "Calibration"), tag("pre", json.dumps(e.calibration, sort_keys=True, indent=1))]
+    parts += [tag("h4", "Source"), tag("pre", tag("code", e.source))]
+    return tag("details", join([tag("summary", f"{e.name} ({e.kind}, {e.status})"), *parts]), id_=_anchor(e.name))
+
+
+def environments(entries: list) -> Html:
+    if not entries:
+        return Html()
+    return section("Environments", tag("p", "Each environment's source and gate reports."),
+                   join(environment(e) for e in entries), id_="environments")
+
+
+# -- the page -----------------------------------------------------------------------------------------
+def render(run_dir: Path, plot_paths: list[Path]) -> str:
+    """The report page of the run in `run_dir` as a string."""
+    s = summarize(run_dir)
+    entries, problem = read_library(run_dir)
+    body = join([header(run_dir, read_config(run_dir)), key_figures(s), plots(plot_paths),
+                 held_out(s["held_out"]), funnel(s), generator_heldout(s.get("generator_heldout")),
+                 calibration(s.get("calibration")),
+                 library(entries, problem), environments(entries),
+                 tag("footer", f"written by evoforge report on {dt.datetime.now():%Y-%m-%d %H:%M}")])
+    head = join([tag("meta", charset="utf-8"), tag("meta", http_equiv="Content-Security-Policy", content=CSP),
+                 tag("meta", name="viewport", content="width=device-width, initial-scale=1"),
+                 tag("title", f"EvoForge report: {run_dir.resolve().name}"), tag("style", Html(CSS))])
+    return f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>{head}</head>\n<body>\n{body}\n</body>\n</html>\n"
+
+
+def write_report(run_dir, out=None) -> Path:
+    """Write the run's plots, then its report page to `out` (default run_dir/report.html); returns the path."""
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / REPORT_FILE
+    page = render(run_dir, write_plots(run_dir))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="evoforge report",
+                                     description="write one self-contained HTML page for a finished run")
+    parser.add_argument("run", metavar="RUN", help="the run directory (holds metrics.jsonl)")
+    parser.add_argument("--out", metavar="PATH", help=f"where to write the page (default RUN/{REPORT_FILE})")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    run = Path(args.run)
+    problem = (f"no run directory {args.run}" if not run.is_dir() else
+               f"no metrics.jsonl in {args.run}" if not (run / "metrics.jsonl").is_file() else None)
+    if problem:
+        print(f"evoforge report: error: {problem}", file=sys.stderr)
+        return 1
+    print(f"wrote {write_report(run, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

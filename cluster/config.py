@@ -216,6 +216,9 @@ class SelfPlayConfig:
     retire_above: Optional[float] = None  # retire when recent p is above this (default: band[1])
     min_active: int = 2  # never retire below this many active environments
     seed_library: bool = True  # start the library from the ten seed environments
+    # the run's own environment (env.name, with env.rg_config) joins the library too (kind "task"): the solver
+    # trains on it beside the seeds and what the generator adds; it is never shown as a generator example
+    seed_env: bool = False
     # the L5 difficulty search for library environments without a calibration (the seeds) at the start,
     # cached per model and environment version (cluster/calibration.py)
     calibrate_library: bool = True

@@ -85,6 +85,9 @@ class EvoEnv:
                     self.library.seed_from(other / LIBRARY_DIR if (other / LIBRARY_DIR).is_dir() else other)
                 except LibraryError as e:
                     raise ConfigError(f"env.library={cfg.env.library}: {e}") from None
+            if self.sp.seed_env and self.fleet.name not in self.library:  # the run's own environment
+                self.library.add(LibraryEntry(name=self.fleet.name, source=self.fleet.sources[self.fleet.name],
+                                              kind="task", origin=f"env.name={cfg.env.name}"))
         if not self.library.active():
             raise ConfigError("selfplay: the environment library is empty (selfplay.seed_library=false and no "
                               "env.library to start from)")
@@ -207,7 +210,9 @@ class EvoEnv:
     def generator_prompts(self, step: int, generator, count: int | None = None,
                           seed: int | None = None) -> tuple[list[str], list[list[str]]]:
         rng = random.Random(self.cfg.seed * 1_000_003 + step * 7 if seed is None else seed)
-        active = self.library.active()
+        # the run's own environment (kind task, e.g. a Reasoning Gym adapter importing its library) is not an
+        # example of a file the generator could write; it is shown only when nothing else is active
+        active = [e for e in self.library.active() if e.kind != "task"] or self.library.active()
         texts, lineages = [], []
         for _ in range(self.sp.proposals if count is None else count):
             examples = rng.sample(active, min(self.sp.examples, len(active)))

@@ -67,7 +67,9 @@ def validate(cfg) -> None:
         _check(not missing, f"selfplay.fixed_proposals: no such file {missing[0] if missing else ''}")
         _check(not cfg.env.library or Path(cfg.env.library).is_dir(),
                f"env.library={cfg.env.library!r}: no such directory (a self-play run directory or its library/)")
-        _check(cfg.env.kind == "file", "selfplay trains on its own environment library: env.kind must be 'file'")
+        _check(cfg.env.kind == "file" or sp.seed_env,
+               f"selfplay trains on its own environment library: env.kind={cfg.env.kind!r} is played only with "
+               "selfplay.seed_env=true (the run's environment joins the library)")
     _check(cfg.steps >= 0, f"steps={cfg.steps}: must be >= 0")
     _check(cfg.env.num_executors >= 1 and cfg.env.workers_per_executor >= 1,
            "env.num_executors and env.workers_per_executor must be at least 1")

@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 
 INDEX = "library.json"
 FORMAT = 1
-KINDS = ("seed", "generated")
+KINDS = ("seed", "generated", "task")  # task: the run's own environment (selfplay.seed_env)
 STATUSES = ("active", "retired")
 MAX_NAME = 64
 

@@ -112,3 +112,22 @@ def test_no_difficulty_in_band_takes_the_nearest():
     tried = {1: 1.0, 2: 1.0, 3: 0.95, 5: 0.0}
     assert nearest_to_band(tried, [0.2, 0.8]) == 3  # 0.15 above beats 0.2 below
     assert nearest_to_band({1: 0.0, 2: 0.0}, [0.2, 0.8]) == 1  # ties: the easier one
+
+
+def test_the_run_environment_joins_the_library_but_is_never_an_example(tmp_path, pool):
+    """selfplay.seed_env: the run's own environment (here repeat_digits) is a library entry of kind task, which
+    solver steps draw from and which is calibrated like the rest, but generator prompts show the seeds only."""
+    fleet = PoolFleet(pool)
+    fleet.load("repeat_digits", SOURCE)
+    cfg = compose_config(["selfplay=evoenv", "selfplay.seed_env=true", "selfplay.calibration_instances=2",
+                          "selfplay.calibration_rollouts=1", "selfplay.band=[0.2,0.8]", "selfplay.examples=2"])
+    cfg.model.cache_dir = str(tmp_path / "cache")
+    solver = CountsToFive(cfg.rollout.sampling)
+    solver.max_model_len = 100_000
+    evo = EvoEnv(cfg, tmp_path / "run", fleet, solver, None, None)
+    entry = evo.library.get("repeat_digits")
+    assert entry.kind == "task" and entry.calibration["difficulty"] == 5  # as in the test above
+    assert len(evo.library.active()) == 11
+    _, lineages = evo.generator_prompts(0, solver, count=20)
+    shown = {name for lineage in lineages for name in lineage}
+    assert "repeat_digits" not in shown and len(shown) > 3

@@ -115,25 +115,28 @@ def _reload(worker, weights: list[tuple[str, torch.Tensor]], tied: bool) -> None
     """Runs on the vLLM worker: load checkpoint-format weights in place."""
     from vllm.platforms import current_platform
 
-    if tied:
-        _quiet_tied_head_warning()
+    _quiet_benign_reload_warnings()
     worker.reload_weights(weights_iterator=iter(weights))
     if tied and current_platform.is_cpu():
         _repack_tied_lm_head(worker.model_runner.get_model())
 
 
-class _TiedHeadFilter(logging.Filter):
-    """A tied LM head has no weights of its own in a checkpoint (it is the embedding), so vLLM's reload warns
-    "ParallelLMHead: Failed to load weights" at every sync although the head is right: drop that one line."""
+class _BenignReloadFilter(logging.Filter):
+    """vLLM's in-place reload warns "<Layer>: Failed to load weights" at every sync for layers whose tensors no
+    checkpoint holds and which it puts back as they were: the rotary embedding's cos/sin cache (computed from
+    the config) and a tied LM head (it is the embedding, re-packed after the reload). Drop those lines only;
+    any other layer's warning still shows."""
+
+    LAYERS = frozenset({"RotaryEmbedding", "ParallelLMHead"})
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.msg == "%s: Failed to load weights" and record.args and record.args[0] == "ParallelLMHead")
+        return not (record.msg == "%s: Failed to load weights" and record.args and record.args[0] in self.LAYERS)
 
 
-def _quiet_tied_head_warning() -> None:
+def _quiet_benign_reload_warnings() -> None:
     log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
-    if not any(isinstance(f, _TiedHeadFilter) for f in log.filters):
-        log.addFilter(_TiedHeadFilter())
+    if not any(isinstance(f, _BenignReloadFilter) for f in log.filters):
+        log.addFilter(_BenignReloadFilter())
 
 
 def _check_cpu_head_dim(hf_config) -> None:

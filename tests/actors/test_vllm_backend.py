@@ -222,7 +222,8 @@ def test_tied_embeddings_smollm2(monkeypatch):
     assert not torch.equal(stale["lm_head.weight"], state["model.embed_tokens.weight"])
     assert [g[0].response_ids for g in _greedy(backend, prompts)] != expected
 
-    # the sync does not log vLLM's "ParallelLMHead: Failed to load weights" (a tied head has none of its own)
+    # the sync does not log vLLM's benign "RotaryEmbedding: Failed to load weights" (a computed cache no
+    # checkpoint holds) nor the tied head's
     import logging
 
     records = []
@@ -234,7 +235,7 @@ def test_tied_embeddings_smollm2(monkeypatch):
         backend.load_weights(state)
     finally:
         layerwise.removeHandler(handler)
-    assert not [r for r in records if "Failed to load weights" in r.getMessage()]
+    assert not [r for r in records if "Failed to load weights" in r.getMessage()], [r.args for r in records]
     fixed = backend.named_parameters()
     assert torch.equal(fixed["lm_head.weight"], state["model.embed_tokens.weight"])
     assert [g[0].response_ids for g in _greedy(backend, prompts)] == expected

@@ -28,7 +28,7 @@ class Solver:
     """Stand-in for the solver role's policy: every answer is empty."""
     sampling = SamplingConfig()
 
-    def encode(self, text):
+    def encode(self, text, shots=()):
         return [ord(c) % 256 for c in text]
 
     def generate(self, prompts, sampling, seed=0):

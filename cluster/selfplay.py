@@ -142,6 +142,9 @@ class EvoEnv:
         search = {"difficulties": sorted(self.sp.difficulties), "band": list(self.sp.band),
                   "instances": self.sp.calibration_instances, "rollouts": self.sp.calibration_rollouts}
         todo = [e for e in self.library.active() if "difficulty" not in e.calibration]
+        if todo:
+            log(f"evoforge: calibrating the difficulty of {len(todo)} library environments (the L5 search; cached "
+                f"per model and environment version in {cache.folder}) ...")
         records = []
         for entry in todo:
             key = cache_key(entry.source, getattr(self.solver, "model_path", self.cfg.model.name),

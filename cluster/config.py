@@ -162,9 +162,10 @@ class EnvConfig:
     # Reasoning Gym dataset parameters fixed at every difficulty, e.g. env.rg_config.max_digits=1
     rg_config: dict[str, Any] = field(default_factory=dict)
     difficulty: int = 2
-    # solved examples (the environment's own instances and reference answers, at seeds nothing trains or
-    # evaluates on) shown before every prompt as earlier chat turns: the answer format for a small model.
-    # Held-out measurements use the same number, from each held-out task.
+    # solved examples of this environment (its own instances and reference answers, at seeds nothing trains
+    # or evaluates on) shown before each of its prompts as earlier chat turns: the answer format for a small
+    # model. Held-out measurements use the same number, from each held-out task; a self-play library's other
+    # environments get none.
     fewshot: int = 0
     num_executors: int = 1
     workers_per_executor: int = 2

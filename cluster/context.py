@@ -79,12 +79,13 @@ class Context:
 
     # -- shared by episodes --------------------------------------------------------------
     def shots(self, env_id: str | None, difficulty: int) -> list[tuple[str, str]]:
-        """env.fewshot solved examples of an environment at a difficulty: (prompt, reference answer) of
-        instances at seeds nothing trains or evaluates on; the same for every prompt (and cached)."""
+        """env.fewshot solved examples of the run's environment (env.name) at a difficulty: (prompt, reference
+        answer) of instances at seeds nothing trains or evaluates on; the same for every prompt (and cached).
+        Other environments (a self-play library's seeds and proposals) get none."""
         k = self.cfg.env.fewshot
-        if k <= 0:
+        if k <= 0 or (env_id is not None and env_id != self.env.name):
             return []
-        key = (env_id or self.env.name, int(difficulty))
+        key = (self.env.name, int(difficulty))
         if key not in self._shots:
             self._shots[key] = fewshot_examples(self.env, key[0], key[1], k)
         return self._shots[key]

@@ -109,6 +109,17 @@ def test_generate_groups(engine):
     assert cut.response_ids == full.response_ids[:len(cut.response_ids)]
 
 
+def test_seeded_batch_longer_than_one_engine_step(engine):
+    """A batch whose prompts hold more tokens than one engine step takes (4096): with seeded sampling vLLM's
+    CPU runner cannot split a prefill ("CPU Generator does not use offset"), so the backend never lets it."""
+    prompts = [[(7 * i + j) % 90 + 5 for j in range(300)] for i in range(16)]  # 4800 prompt tokens
+    sampling = SamplingConfig(n=2, max_new_tokens=4, temperature=1.0)
+    out = engine.generate(prompts, sampling, seed=1)
+    assert [len(g) for g in out] == [2] * 16
+    assert [[s.response_ids for s in g] for g in engine.generate(prompts, sampling, seed=1)] == \
+        [[s.response_ids for s in g] for g in out]
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
 def test_logprobs_match_learner(engine, tiny_path, temperature):
     """Behaviour logprobs are log_softmax(logits / T) of the sampled token, as the learner recomputes them."""
@@ -239,17 +250,6 @@ def test_tied_embeddings_smollm2(monkeypatch):
     fixed = backend.named_parameters()
     assert torch.equal(fixed["lm_head.weight"], state["model.embed_tokens.weight"])
     assert [g[0].response_ids for g in _greedy(backend, prompts)] == expected
-
-
-def test_seeded_batch_longer_than_one_engine_step(engine):
-    """A batch whose prompts hold more tokens than one engine step takes (4096): with seeded sampling vLLM's
-    CPU runner cannot split a prefill ("CPU Generator does not use offset"), so the backend never lets it."""
-    prompts = [[(7 * i + j) % 90 + 5 for j in range(300)] for i in range(16)]  # 4800 prompt tokens
-    sampling = SamplingConfig(n=2, max_new_tokens=4, temperature=1.0)
-    out = engine.generate(prompts, sampling, seed=1)
-    assert [len(g) for g in out] == [2] * 16
-    assert [[s.response_ids for s in g] for g in engine.generate(prompts, sampling, seed=1)] == \
-        [[s.response_ids for s in g] for g in out]
 
 
 def _peft_model(tiny_path, seed):

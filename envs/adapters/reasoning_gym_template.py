@@ -33,6 +33,7 @@ reference() is the entry's answer in that format; datasets without an
 oracle answer (answer None) have no reference scoring 1.
 """
 import copy
+import dataclasses
 import functools
 import json
 import random
@@ -57,9 +58,7 @@ def _dataset(seed, level):
         return create_dataset(DATASET, seed=seed, size=1, **CONFIG)
     curriculum = create_curriculum(DATASET)
     curriculum.set_global_level(level)
-    config = curriculum.generate_configuration({"seed": seed, "size": 1})
-    for key, value in CONFIG.items():
-        setattr(config, key, value)
+    config = dataclasses.replace(curriculum.generate_configuration({"seed": seed, "size": 1}), **CONFIG)
     config.validate()
     return DATASETS[DATASET][0](config=config)
 

@@ -5,7 +5,8 @@ seeds, an imported library) gets the L5 search on its difficulty knob, so solver
 where the solver's pass rate lies inside the band, or as near it as the knob allows. The result is
 recorded in the library entry (`calibration`: difficulty, p, tried, in_band, cached) and in a cache
 keyed by everything the pass rate depends on: the environment's source, the model's weights (path, file
-sizes and times), the chat template, the sampling settings and the search settings. A second run with
+sizes and times), the chat template, the sampling settings, the solved examples shown before each prompt
+(env.fewshot) and the search settings. A second run with
 the same key reads the cache and pays nothing; any change to one of them measures again.
 
     cache: <model.cache_dir>/calibration/<key>.json

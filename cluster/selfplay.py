@@ -147,8 +147,9 @@ class EvoEnv:
                 f"per model and environment version in {cache.folder}) ...")
         records = []
         for entry in todo:
+            shots = self.shots(entry.name, min(self.sp.difficulties))  # the prompts' solved examples, if any
             key = cache_key(entry.source, getattr(self.solver, "model_path", self.cfg.model.name),
-                            self.cfg.model.chat_template, sampling, search)
+                            self.cfg.model.chat_template, {**sampling, "shots": shots}, search)
             record, cached = cache.get(key), True
             if record is None:
                 cached = False

@@ -73,7 +73,7 @@ def pool():
         yield p
 
 
-def _evo(tmp_path, pool, source=SOURCE, name="digits"):
+def _evo(tmp_path, pool, source=SOURCE, name="digits", shots=None):
     lib_dir = tmp_path / f"lib-{name}"
     Library(lib_dir, overwrite=True).add(LibraryEntry(name=name, source=source, kind="seed"))
     cfg = compose_config(["selfplay=evoenv", "selfplay.seed_library=false", f"env.library={lib_dir}",
@@ -81,7 +81,7 @@ def _evo(tmp_path, pool, source=SOURCE, name="digits"):
                           "selfplay.band=[0.2,0.8]", "selfplay.difficulties=[1,2,3,5,8]"])
     cfg.model.cache_dir = str(tmp_path / "cache")
     solver = CountsToFive(cfg.rollout.sampling)
-    evo = EvoEnv(cfg, tmp_path / f"run-{name}", PoolFleet(pool), solver, None, None)
+    evo = EvoEnv(cfg, tmp_path / f"run-{name}", PoolFleet(pool), solver, None, None, shots=shots)
     return evo, solver
 
 
@@ -99,6 +99,10 @@ def test_calibration_finds_the_band_and_is_cached_per_environment_version(tmp_pa
     again, solver2 = _evo(tmp_path, pool)  # same model, same environment: from the cache, no generation
     assert solver2.calls == 0
     assert again.library.get("digits").calibration == {**cal, "cached": True}
+
+    # prompts with solved examples before them (env.fewshot) are another measurement: not read from the cache
+    _, solver4 = _evo(tmp_path, pool, shots=lambda env_id, difficulty: [("Repeat the digit 1 exactly 3 times:", "111")])
+    assert solver4.calls == 4
 
     changed, solver3 = _evo(tmp_path, pool, SOURCE.replace("max(0, int(difficulty)) + 2", "max(0, int(difficulty)) + 3"),
                             name="digits_v2")  # a new environment version: measured again

@@ -57,7 +57,7 @@ class Progress:
     def update(self, row: dict) -> None:
         line = step_line(row, self.total)
         if self.bar is not None:
-            self.bar.console.print(line, highlight=False, markup=False)
+            self.bar.console.print(line, highlight=False, markup=False, soft_wrap=True)  # never folded
             self.bar.update(self.task, completed=row["step"] + 1)
         else:
             print(line, flush=True)

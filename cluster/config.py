@@ -189,6 +189,8 @@ class SelfPlayConfig:
     samples_per_proposal: int = 2  # responses per generator prompt (its GRPO group)
     examples: int = 2  # library environments shown in a generator prompt
     example_chars: int = 1200  # each example's source is cut to about this many characters
+    # what a new environment should be about: each generator prompt names one, drawn at random (empty: none)
+    topics: list[str] = field(default_factory=list)
     max_new_tokens: int = 768  # generator response budget
     # the start of every generator response, written for the model (it continues from there), e.g. the
     # opening of the file: "```python\nimport random\n\n\nclass "; the gates read prefix + continuation
@@ -216,7 +218,10 @@ class SelfPlayConfig:
     retire_window: int = 3  # solver steps of usage a retirement decision looks at
     retire_above: Optional[float] = None  # retire when recent p is above this (default: band[1])
     min_active: int = 2  # never retire below this many active environments
-    seed_library: bool = True  # start the library from the ten seed environments
+    seed_library: bool = True  # start the library from hand-written environments (seed_set)
+    # which: puzzles (the ten seed puzzles, envs/seeds) | starters (six short easy tasks, envs/starters: a
+    # 135M model solves some and writes files like them) | all
+    seed_set: str = "puzzles"
     # the run's own environment (env.name, with env.rg_config) joins the library too (kind "task"): the solver
     # trains on it beside the seeds and what the generator adds; it is never shown as a generator example
     seed_env: bool = False

@@ -77,7 +77,8 @@ def _show(name: str, run: str) -> int:
 def _list() -> int:
     from envs.registry import builtin_environments, seed_environments
 
-    for kind, table in (("builtin", builtin_environments()), ("seed", seed_environments())):
+    for kind, table in (("builtin", builtin_environments()), ("seed", seed_environments("puzzles")),
+                        ("starter", seed_environments("starters"))):
         for name, path in table.items():
             print(f"{name:34s} {kind:8s} {path}")
     return 0

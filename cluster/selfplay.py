@@ -78,7 +78,7 @@ class EvoEnv:
         else:
             self.library = Library(folder, overwrite=True)
             if self.sp.seed_library:
-                self.library.seed_from_builtin(seed_environments())
+                self.library.seed_from_builtin(seed_environments(self.sp.seed_set))
             if cfg.env.library:
                 other = Path(cfg.env.library)
                 try:
@@ -220,18 +220,19 @@ class EvoEnv:
         texts, lineages = [], []
         for _ in range(self.sp.proposals if count is None else count):
             examples = rng.sample(active, min(self.sp.examples, len(active)))
-            text, examples = self._fitting_prompt(examples, generator)
+            topic = rng.choice(self.sp.topics) if self.sp.topics else None
+            text, examples = self._fitting_prompt(examples, generator, topic)
             lineages.append([e.name for e in examples])
             texts.append(text)
         return texts, lineages
 
-    def _fitting_prompt(self, examples: list, generator) -> tuple[str, list]:
+    def _fitting_prompt(self, examples: list, generator, topic: str | None = None) -> tuple[str, list]:
         """The generator prompt, shortened (fewer, then shorter examples) until prompt + response fit the
         generator's engine context (rollout.max_model_len)."""
         budget = generator.max_model_len - self.sp.max_new_tokens
         chars = self.sp.example_chars
         while True:
-            text = generator_prompt([(e.name, e.source) for e in examples], max_chars=chars)
+            text = generator_prompt([(e.name, e.source) for e in examples], max_chars=chars, topic=topic)
             tokens = len(generator.encode(text))
             if tokens <= budget or chars < 200:
                 return text, examples

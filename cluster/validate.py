@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from envs.registry import SEED_SETS
+
 
 class ConfigError(ValueError):
     pass
@@ -57,6 +59,7 @@ def validate(cfg) -> None:
                f"selfplay.band={list(sp.band)}: two pass rates low <= high in [0, 1]")
         _check(sp.generator_every >= 1 and sp.proposals >= 1 and sp.samples_per_proposal >= 1,
                "selfplay.generator_every, selfplay.proposals and selfplay.samples_per_proposal must be at least 1")
+        _check(sp.seed_set in SEED_SETS, f"selfplay.seed_set={sp.seed_set!r}: use one of {', '.join(SEED_SETS)}")
         _check(sp.keep_proposals >= 0, f"selfplay.keep_proposals={sp.keep_proposals}: a number of steps >= 0 (0 = all)")
         _check(bool(sp.difficulties) and bool(sp.gate_difficulties),
                "selfplay.difficulties and selfplay.gate_difficulties must not be empty")

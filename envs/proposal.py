@@ -126,11 +126,11 @@ def _without_docstrings(source: str) -> str:
 
 
 def generator_prompt(examples: Sequence[tuple[str, str]], max_chars: int = DEFAULT_EXAMPLE_CHARS,
-                     allowed_imports: Sequence[str] = ALLOWED_IMPORTS) -> str:
+                     allowed_imports: Sequence[str] = ALLOWED_IMPORTS, topic: str | None = None) -> str:
     """The generator's prompt: the protocol, the ``(name, source)`` examples, and the request for a new one.
 
     Each example's source is shortened to ``max_chars`` characters (see
-    ``compact_source``).
+    ``compact_source``). ``topic``: what the new environment should be about (one line after the request).
     """
     imports = ", ".join(m for m in allowed_imports if m != "__future__")
     parts = ["You write environments for training a problem solver.", PROTOCOL_TEXT.format(imports=imports)]
@@ -138,6 +138,8 @@ def generator_prompt(examples: Sequence[tuple[str, str]], max_chars: int = DEFAU
         parts.append("Existing environments:" if len(examples) > 1 else "An existing environment:")
         for name, source in examples:
             parts.append(f"# {name}\n```python\n{compact_source(source, max_chars).rstrip()}\n```")
+    if topic:
+        parts.append(f"The new environment's task: {topic.strip().rstrip('.')}.")
     parts.append(ASK_TEXT)
     return "\n\n".join(parts) + "\n"
 

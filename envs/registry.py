@@ -5,6 +5,9 @@ from pathlib import Path
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 SEEDS_DIR = Path(__file__).resolve().parent / "seeds"
+STARTERS_DIR = Path(__file__).resolve().parent / "starters"
+# selfplay.seed_set: which hand-written environments a self-play library starts from
+SEED_SETS = ("puzzles", "starters", "all")
 
 
 class UnknownEnvironmentError(KeyError):
@@ -19,9 +22,22 @@ def builtin_environments() -> dict[str, Path]:
     return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.py")) if not p.stem.startswith("_")}
 
 
-def seed_environments() -> dict[str, Path]:
-    """The ten hand-written seed environments (envs/seeds/)."""
-    return {p.stem: p for p in sorted(SEEDS_DIR.glob("*.py")) if not p.stem.startswith("_")}
+def _files(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.glob("*.py")) if not p.stem.startswith("_")}
+
+
+def seed_environments(seed_set: str = "puzzles") -> dict[str, Path]:
+    """Hand-written environments a self-play library starts from: "puzzles", the ten seed puzzles
+    (envs/seeds/: planted and verifiable, hard by hand); "starters", six short easy tasks in one plain style
+    (envs/starters/: a small model solves some and can write a file like them); "all", both."""
+    if seed_set not in SEED_SETS:
+        raise UnknownEnvironmentError(f"unknown seed set {seed_set!r}: use one of {', '.join(SEED_SETS)}")
+    out = {}
+    if seed_set in ("puzzles", "all"):
+        out.update(_files(SEEDS_DIR))
+    if seed_set in ("starters", "all"):
+        out.update(_files(STARTERS_DIR))
+    return out
 
 
 def resolve_environment(name_or_path: str, kind: str = "file", rg_config: dict | None = None) -> tuple[str, str]:
@@ -36,7 +52,7 @@ def resolve_environment(name_or_path: str, kind: str = "file", rg_config: dict |
                                       f"{name_or_path!r} is env.kind={kind!r}")
     if kind != "file":
         raise UnknownEnvironmentError(f"environment kind {kind!r}: use 'file' or 'reasoning_gym'")
-    builtins = {**builtin_environments(), **seed_environments()}
+    builtins = {**builtin_environments(), **seed_environments("all")}
     if name_or_path in builtins:
         return name_or_path, builtins[name_or_path].read_text(encoding="utf-8")
     path = Path(name_or_path)

@@ -14,7 +14,7 @@ from cluster.calibration import nearest_to_band
 from cluster.evaluate import compose_config
 from cluster.selfplay import EvoEnv
 from envs.library import Library, LibraryEntry
-from envs.registry import resolve_environment
+from envs.registry import resolve_environment, seed_environments
 from envs.sandbox import Limits, make_pool
 
 SOURCE = resolve_environment("repeat_digits")[1]
@@ -135,3 +135,23 @@ def test_the_run_environment_joins_the_library_but_is_never_an_example(tmp_path,
     _, lineages = evo.generator_prompts(0, solver, count=20)
     shown = {name for lineage in lineages for name in lineage}
     assert "repeat_digits" not in shown and len(shown) > 3
+
+
+def test_starter_library_and_generator_topics(tmp_path, pool):
+    """selfplay.seed_set=starters starts the library from the six starters; selfplay.topics puts one drawn topic
+    into each generator prompt (the same draws for the same seed)."""
+    fleet = PoolFleet(pool)
+    fleet.load("repeat_digits", SOURCE)
+    cfg = compose_config(["selfplay=evoenv", "selfplay.seed_set=starters", "selfplay.calibrate_library=false",
+                          "selfplay.topics=['count the vowels in a word','the sum of the digits of a number']"])
+    cfg.model.cache_dir = str(tmp_path / "cache")
+    solver = CountsToFive(cfg.rollout.sampling)
+    solver.max_model_len = 100_000
+    evo = EvoEnv(cfg, tmp_path / "run", fleet, solver, None, None)
+    assert {e.name for e in evo.library.active()} == set(seed_environments("starters"))
+    texts, lineages = evo.generator_prompts(0, solver, count=12, seed=5)
+    named = [[t for t in cfg.selfplay.topics if f"The new environment's task: {t}.\n" in text] for text in texts]
+    assert all(len(n) == 1 for n in named) and {n[0] for n in named} == set(cfg.selfplay.topics)
+    assert all(text.index("task: ") < text.index("Write a NEW environment") for text in texts)
+    assert set(sum(lineages, [])) <= set(seed_environments("starters"))
+    assert evo.generator_prompts(0, solver, count=12, seed=5)[0] == texts

@@ -45,6 +45,7 @@ def test_cross_key_validation(tmp_path):
     (["rollout.colocate=true", "rollout.backend=vllm", "rollout.gpus_per_worker=0.5", "learner.gpus_per_rank=0.5",
       "rollout.weight_sync=broadcast"], "NCCL cannot connect two processes on the same GPU"),
     (["selfplay=evoenv", "selfplay.keep_proposals=-1"], "selfplay.keep_proposals=-1: a number of steps >= 0"),
+    (["selfplay=evoenv", "selfplay.seed_set=easy"], "selfplay.seed_set='easy': use one of puzzles, starters, all"),
     (["rollout.max_staleness=1", "rollout.colocate=true"], "rollout.max_staleness=1 overlaps rollouts with the "
                                                            "update, but rollout.colocate=true"),
     (["rollout.max_staleness=-1"], "rollout.max_staleness=-1: steps the rollouts may run ahead"),

@@ -72,8 +72,9 @@ def test_usage_errors_exit_2(tmp_path):
     assert evoforge("env", "check", __file__, "--backend", "nope").returncode == 2
 
 
-def test_every_seed_environment_is_admitted():
-    for name, path in seed_environments().items():
+def test_every_seed_and_starter_environment_is_admitted():
+    assert len(seed_environments("all")) == 16
+    for name, path in seed_environments("all").items():
         proc = evoforge("env", "check", str(path), "--seeds", "4")
         assert proc.returncode == 0, f"{name}: {proc.stdout}{proc.stderr}"
 
@@ -83,3 +84,5 @@ def test_env_list_shows_seeds():
     assert proc.returncode == 0
     names = {line.split()[0] for line in proc.stdout.splitlines()}
     assert set(seed_environments()) <= names and len(seed_environments()) == 10
+    starters = {line.split()[0] for line in proc.stdout.splitlines() if line.split()[1] == "starter"}
+    assert starters == set(seed_environments("starters")) and len(starters) == 6

@@ -47,6 +47,7 @@ def test_default_job_config_is_valid():
     assert cfg.selfplay.enabled and cfg.model.name == "smollm2" and cfg.rollout.backend == "vllm"
     assert cfg.heldout.tasks and "reasoning_gym" in cfg.env.sandbox.extra_imports
     assert cfg.selfplay.seed_env and cfg.env.name == "chain_sum" and cfg.selfplay.response_prefix.startswith("```python")
+    assert cfg.selfplay.seed_set == "starters"
     learn = compose_config(["+experiment=grpo_cpu"])  # the GRPO learning demonstration
     validate(learn)
     assert not learn.selfplay.enabled and learn.heldout.tasks == ["chain_sum"] and learn.heldout.instances >= 64

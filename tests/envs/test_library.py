@@ -8,7 +8,7 @@ import envs.library as library_module
 from envs.library import (INDEX, Library, LibraryEntry, LibraryError, mastered, recent_pass_rate, safe_name,
                           sampling_weights)
 from envs.novelty import check_novelty
-from envs.registry import seed_environments
+from envs.registry import UnknownEnvironmentError, seed_environments
 
 SOURCE = 'class Env:\n    name = "env"\n'
 
@@ -233,3 +233,15 @@ def test_corrupt_or_missing_files_are_named(tmp_path, damage, message):
     with pytest.raises(LibraryError, match=message.replace(".", r"\.")) as info:
         Library.load(tmp_path)
     assert str(tmp_path) in str(info.value)
+
+
+def test_seed_sets(tmp_path):
+    starters = seed_environments("starters")
+    assert len(starters) == 6 and not set(starters) & set(seed_environments("puzzles"))
+    assert seed_environments("all") == {**seed_environments("puzzles"), **starters}
+    lib = Library(tmp_path)
+    added = lib.seed_from_builtin(starters)
+    assert {e.name for e in added} == set(starters) and {e.kind for e in added} == {"seed"}
+    assert "Which number is larger" in lib.get("larger_number").prompts[0]
+    with pytest.raises(UnknownEnvironmentError, match="unknown seed set 'easy': use one of puzzles, starters, all"):
+        seed_environments("easy")

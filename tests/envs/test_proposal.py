@@ -30,6 +30,9 @@ def test_generator_prompt_states_the_protocol_and_shows_the_examples():
     assert "An existing environment:" in generator_prompt(examples[:1])
     assert "Existing environments" not in generator_prompt([])
     assert "numpy" not in generator_prompt([], allowed_imports=("math",)) and "math" in text
+    assert "task:" not in text
+    topical = generator_prompt(examples, topic="count the vowels in a word. ")
+    assert topical.replace("The new environment's task: count the vowels in a word.\n\n", "") == text
 
 
 def test_compact_source_keeps_the_environment_class_whole_when_it_can():

@@ -85,8 +85,8 @@ class LearnerGroup:
         algo = self.algo
         if objective != "grpo" or not algo.drop_flat_groups or algo.kl_coef != 0 or algo.updates_per_step != 1:
             return trajectories, 0.0, {}
-        kept = [t for t in trajectories if _has_signal(t)]
-        dropped = [t for t in trajectories if not _has_signal(t)]
+        kept = [t for t in trajectories if t.has_signal()]
+        dropped = [t for t in trajectories if not t.has_signal()]
         if not kept:  # no row has a signal: nothing to save (the policy skips such steps unless told not to)
             kept, dropped = trajectories, []
         groups = {(t.role, t.group_id) for t in dropped} - {(t.role, t.group_id) for t in kept}
@@ -131,8 +131,3 @@ class LearnerGroup:
     def load(self, folder: str, tag: str) -> None:
         ray.get([w.load_checkpoint.remote(folder, tag) for w in self.ranks])
 
-
-def _has_signal(t: Trajectory) -> bool:
-    if t.token_advantages is not None:
-        return any(a != 0 for a in t.token_advantages)
-    return t.advantage != 0

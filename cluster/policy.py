@@ -70,8 +70,7 @@ class Policy:
         # samples drawn while an earlier update ran (rollout.max_staleness > 0) come from an older version
         stale = max([self.version - t.policy_version for t in trajectories if t.policy_version <= self.version],
                     default=0)
-        zero_signal = objective == "grpo" and not any(
-            t.advantage or (t.token_advantages and any(t.token_advantages)) for t in trajectories)
+        zero_signal = objective == "grpo" and not any(t.has_signal() for t in trajectories)
         if not trajectories or (zero_signal and algo.skip_zero_signal and algo.kl_coef == 0):
             # nothing to learn from (e.g. every prompt's samples scored alike, no KL term): the gradient is
             # exactly zero, so the optimizer does not step and the weights stay where they are

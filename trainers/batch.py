@@ -41,6 +41,13 @@ class Trajectory:
     pair_id: int | None = None  # DPO: the two responses of a preference pair share a pair id
     chosen: bool | None = None  # DPO: True for the preferred response of its pair, False for the other
 
+    def has_signal(self) -> bool:
+        """Whether the grpo loss gets a gradient from this sample: a nonzero advantage (the per-token ones when
+        set, since the loss then uses them instead of ``advantage``)."""
+        if self.token_advantages is not None:
+            return any(a != 0 for a in self.token_advantages)
+        return self.advantage != 0
+
     def to_dict(self) -> dict:
         """Plain dict of lists/numbers/strings, ready for json.dumps."""
         return asdict(self)

@@ -171,3 +171,13 @@ def test_by_length_and_trimmed_keep_every_row_and_drop_only_padding():
     pairs = [Trajectory([1], [2] * n, [], pair_id=i // 2, chosen=i % 2 == 0) for i, n in enumerate((1, 2, 6, 1))]
     by_pair = collate_pairs(pairs, 0).by_length()  # a pair moves as one unit, by its longer row
     assert by_pair.attention_mask.sum(1).tolist() == [7, 2, 2, 3]
+
+
+def test_has_signal_follows_the_advantages_the_loss_uses():
+    def traj(advantage=0.0, token_advantages=None):
+        return Trajectory([1], [2, 3], [0.0, 0.0], advantage=advantage, token_advantages=token_advantages)
+
+    assert traj(0.5).has_signal() and traj(-0.1).has_signal() and not traj(0.0).has_signal()
+    # per-token advantages replace the scalar one in the grpo loss, so they alone decide
+    assert traj(0.0, [0.0, 0.2]).has_signal()
+    assert not traj(0.7, [0.0, 0.0]).has_signal()

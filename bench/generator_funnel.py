@@ -40,7 +40,7 @@ PREFIXES = {
     "puzzles": "```python\nimport random\n\n\nclass Env:\n    name = \"",
     "starters": "```python\nimport random\nimport re\n\n\nclass Env:\n    name = \"",
 }
-# -topics: each prompt names a task (selfplay.topics); the default job's list
+# -topics: each prompt names one of these tasks (as selfplay.topics would; the default job sets none)
 TOPICS = ["count the vowels in a word", "the sum of the digits of a number", "how many words a sentence has",
           "the remainder when one number is divided by another", "how many numbers in a list are even",
           "the last letter of each word in a list", "convert a number of minutes to hours and minutes",

@@ -130,7 +130,7 @@ def generator_prompt(examples: Sequence[tuple[str, str]], max_chars: int = DEFAU
     """The generator's prompt: the protocol, the ``(name, source)`` examples, and the request for a new one.
 
     Each example's source is shortened to ``max_chars`` characters (see
-    ``compact_source``). ``topic``: what the new environment should be about (one line after the request).
+    ``compact_source``). ``topic``: what the new environment should be about (one line before the request).
     """
     imports = ", ".join(m for m in allowed_imports if m != "__future__")
     parts = ["You write environments for training a problem solver.", PROTOCOL_TEXT.format(imports=imports)]

@@ -17,13 +17,13 @@ class UnknownEnvironmentError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def builtin_environments() -> dict[str, Path]:
-    """Map builtin environment names (file stems) to their source files."""
-    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.py")) if not p.stem.startswith("_")}
-
-
 def _files(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.py")) if not p.stem.startswith("_")}
+
+
+def builtin_environments() -> dict[str, Path]:
+    """Map builtin environment names (file stems) to their source files."""
+    return _files(BUILTIN_DIR)
 
 
 def seed_environments(seed_set: str = "puzzles") -> dict[str, Path]:

@@ -256,10 +256,9 @@ class _SequenceClassifier:
         return {"index": self.index, "pid": os.getpid(), "kind": self.kind}
 
     def _text(self, prompt: str, response: str) -> str:
-        if self.chat_template:
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}], tokenize=False)
-        return prompt + response
+        from trainers.reward_model import reward_text
+
+        return reward_text(self.tokenizer, prompt, response, self.chat_template)
 
     def logits(self, texts: list[str]) -> list[float]:
         import torch

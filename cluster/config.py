@@ -327,9 +327,57 @@ class DistillEpisodeConfig:
 
 
 @dataclass
+class ProposeCriticConfig:
+    """`propose_critic`: the proposer samples k candidate answers to a task, the critic sees them (numbered, in
+    shuffled order) and picks one. Proposer reward = each candidate's score; critic reward = the score of its
+    pick, trained only on groups whose candidates score differently. Maturity m = EMA of the critic's accuracy
+    on those groups; loss weights: critic 1 - m, proposer m; the proposer's k and temperature rise with m."""
+    k_min: int = 4  # candidates per task at maturity 0 ...
+    k_max: int = 8  # ... and at maturity 1 (linear in between, rounded)
+    temperature_min: float = 0.7  # the proposer's sampling temperature at maturity 0 ...
+    temperature_max: float = 1.0  # ... and at maturity 1
+    critic_samples: int = 4  # critic responses per candidate set (the critic's GRPO group)
+    critic_temperature: float = 1.0
+    critic_max_new_tokens: int = 8
+    # the start of the critic's reply, written for it (e.g. "Candidate "): the model continues with a number
+    critic_prefix: str = ""
+    maturity_init: float = 0.0
+    maturity_decay: float = 0.8  # m <- decay * m + (1 - decay) * critic accuracy (steps with mixed groups)
+    weights: str = "maturity"  # maturity (critic 1 - m, proposer m) | equal (both 1)
+    render: str = "text"  # how candidates are shown to the critic (envs/render.py)
+    max_candidate_chars: int = 400  # each candidate's text is cut to this many characters when shown
+    # held-out candidate sets (the proposer's k_min answers to tasks no step trains on, mixed sets only) on which
+    # the critic's greedy pick is measured before the first step and after the last; 0 = off
+    heldout_tasks: int = 0
+
+
+@dataclass
+class DeltaRubricConfig:
+    """`delta_rubric`: one model as Disagreement Planner (a checklist that separates responses A and B) and
+    Checklist Verifier (runs it, states a preference). Pairs: a response the environment accepts vs a wrong one
+    for the same task, the wrong ones (and, where it has them, the right ones) the policy's own answers."""
+    train_tasks: int = 64  # tasks whose pairs the roles train on (algorithm.prompts_per_step pairs per step)
+    heldout_tasks: int = 32  # tasks no step draws: their pairs are measured before and after, in both orders
+    responses: int = 8  # the policy's answers per task, from which a correct and a wrong one make the pair
+    checklists: int = 2  # planner samples per pair (the planner's group)
+    verifications: int = 4  # verifier samples per checklist (M: the verifier's group; the planner's reward)
+    temperature: float = 1.0
+    planner_max_new_tokens: int = 64
+    verifier_max_new_tokens: int = 64
+    max_checks: int = 3
+    max_response_chars: int = 400  # each response is cut to this many characters when shown
+    format_bonus: float = 0.1  # verifier reward: 1 for the right preference, plus this for a parseable one
+    direct_baseline: bool = True  # the same model judging without a checklist, on the held-out pairs
+    reward_model_epochs: int = 0  # a scalar reward model trained on the train pairs (epochs; 0 = no baseline)
+    reward_model_lr: float = 1.0e-5
+
+
+@dataclass
 class EpisodesConfig:
     task: TaskEpisodeConfig = field(default_factory=TaskEpisodeConfig)
     distill: DistillEpisodeConfig = field(default_factory=DistillEpisodeConfig)
+    propose_critic: ProposeCriticConfig = field(default_factory=ProposeCriticConfig)
+    delta_rubric: DeltaRubricConfig = field(default_factory=DeltaRubricConfig)
 
 
 @dataclass
@@ -352,6 +400,9 @@ class TrainConfig:
     schedule: list[str] = field(default_factory=list)
     episodes: EpisodesConfig = field(default_factory=EpisodesConfig)
     judges: dict[str, Any] = field(default_factory=dict)  # judges.<name>: JudgeConfig keys; the run's judge pool
+    # role -> fixed responses (cycled) in place of the role's samples, e.g. +scripted.critic='[1,2]': scripted
+    # runs and exact reward accounting; the role's policy still trains on them
+    scripted: dict[str, list[str]] = field(default_factory=dict)
     seed: int = 0
     steps: int = 20
     save_every: int = 10  # 0 = only at the end

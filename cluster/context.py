@@ -28,6 +28,8 @@ class Context:
             texts = [Path(p).read_text(encoding="utf-8") for p in sp.fixed_proposals]
             self.stand_ins["generator"] = ScriptedPolicy(self.policy("generator"),
                                                          [f"```python\n{t.rstrip()}\n```" for t in texts])
+        for role, responses in cfg.scripted.items():  # fixed responses in place of the role's samples
+            self.stand_ins[role] = ScriptedPolicy(self.policy(role), [str(r) for r in responses])
         self.judges = self._judges()
         decay = cfg.algorithm.ema_baseline
         self.baseline = EMABaseline(decay) if decay > 0 else None  # per-role reward EMA (SPIRAL's RAE)

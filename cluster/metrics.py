@@ -77,6 +77,11 @@ def step_line(row: dict, total: int) -> str:
         parts[-1] = "no update (no reward spread)"
     if "selfplay/library_size" in row:
         parts.append(_selfplay_info(row))
+    if "maturity" in row:
+        parts.append(_critic_info(row))
+    if "verifier/accuracy" in row:
+        parts.append(f"verifier accuracy {row['verifier/accuracy']:.2f}  parsed {row['verifier/parsed']:.2f}  "
+                     f"prefers A {row['verifier/prefers_a']:.2f}")
     parts.append(f"{row['timing/step']:.1f} s")
     return "  ".join(parts)
 
@@ -94,3 +99,13 @@ def _selfplay_info(row: dict) -> str:
         funnel = "/".join(str(row.get(f"selfplay/gate/{g}/passed", 0)) for g in PROPOSAL_GATES)
         text += f"  proposals {row['selfplay/proposals']} -> gates {funnel} -> admitted {row['selfplay/admitted']}"
     return text
+
+
+def _critic_info(row: dict) -> str:
+    """Propose-then-Critic: the critic's accuracy on mixed groups against its baselines, maturity, k."""
+    if "critic/accuracy" in row:
+        critic = (f"critic {row['critic/accuracy']:.2f} (random {row['critic/random_baseline']:.2f}, "
+                  f"majority {row['critic/majority_baseline']:.2f})")
+    else:
+        critic = "critic - (no mixed group)"
+    return f"{critic}  maturity {row['maturity']:.2f}  k {row['proposer/k']}"

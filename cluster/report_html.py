@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from cluster import coevolve_report as co_report
 from cluster.report import EDGE_STEPS, GATES, summarize, write_plots
 
 REPORT_FILE = "report.html"
@@ -172,9 +173,11 @@ def _change_note(r: dict) -> str:
 
 
 def key_figures(s: dict) -> Html:
-    figures = [_figure("steps", str(s["steps"]), f"{s['solver_steps']} solver, {s['generator_steps']} generator"),
-               _figure("solver reward", f"{num(s['solver_reward']['before'])} → {num(s['solver_reward']['after'])}",
-                       f"mean of the first / last {EDGE_STEPS} solver steps")]
+    figures = [_figure("steps", str(s["steps"]), f"{s['solver_steps']} solver, {s['generator_steps']} generator")]
+    if s["solver_steps"]:
+        figures.append(_figure("solver reward",
+                               f"{num(s['solver_reward']['before'])} → {num(s['solver_reward']['after'])}",
+                               f"mean of the first / last {EDGE_STEPS} solver steps"))
     if s["generator_steps"]:
         lib = s["library"]
         figures += [_figure("library", f"{num(lib['start'])} → {num(lib['end'])}",
@@ -185,6 +188,49 @@ def key_figures(s: dict) -> Html:
         figures.append(_figure(f"held-out {r['task']}", f"{num(r.get('before'))} → {num(r.get('after'))}",
                                _change_note(r)))
     return section("Key figures", tag("div", join(figures), class_="figures"), id_="figures")
+
+
+def coevolution(co: dict | None) -> Html:
+    """Co-evolution episodes: each role's reward, the critic against its baselines, held-out critic accuracy."""
+    if not co:
+        return Html()
+    edge = co_report.EDGE_STEPS
+    parts = [tag("p", f"Mean of the first / last {edge} steps of {co['steps']}."),
+             table(["reward", "first", "last"],
+                   [[role, num(v["first"]), num(v["last"])] for role, v in co["roles"].items()], numeric=[1, 2])]
+    c = co["critic"]
+    if c.get("accuracy", {}).get("first") is not None:
+        labels = (("accuracy", "critic accuracy"), ("random_baseline", "random pick"),
+                  ("majority_baseline", "majority vote"), ("maturity", "maturity"))
+        parts += [tag("h3", "Critic on mixed groups (candidates that score differently)"),
+                  table(["", "first", "last"], [[label, num(c[key]["first"]), num(c[key]["last"])]
+                                                for key, label in labels], numeric=[1, 2])]
+    judges = co_report.judge_rows(co)
+    if judges:
+        pairs = (co["judge"].get("after") or co["judge"].get("before"))["pairs"]
+
+        def cells(e):
+            return [num(e["accuracy"]), interval(e["accuracy_ci"]), num(e["order_consistency"])] if e else ["-"] * 3
+
+        parts += [tag("h3", f"Judges on {pairs} held-out pairs (both A/B orders)"),
+                  table(["method", "before", "95% CI", "order consistency", "after", "95% CI", "order consistency",
+                         "change", "95% CI"],
+                        [[r["method"], *cells(r["before"]), *cells(r["after"]),
+                          num((r["change"] or {}).get("delta"), sign=True), interval((r["change"] or {}).get("delta_ci"))]
+                         for r in judges], numeric=range(1, 9))]
+    evals = [(tag_, e) for tag_, e in (("before", co["heldout"].get("before")), ("after", co["heldout"].get("after")))
+             if e]
+    if evals:
+        change = (co["heldout"].get("after") or {}).get("change") or {}
+        parts += [tag("h3", f"Critic on {evals[0][1]['sets']} held-out candidate sets (greedy pick)"),
+                  table(["", "accuracy", "95% CI", "random pick", "majority vote", "no pick"],
+                        [[t, num(e["accuracy"]), interval(e["accuracy_ci"]), num(e["random_baseline"]),
+                          num(e["majority_baseline"]), num(e["no_pick"])] for t, e in evals], numeric=range(1, 6))]
+        if change:
+            parts.append(tag("p", f"change {num(change['delta'], sign=True)} {interval(change['delta_ci'])}: "
+                                  + ("larger than its interval" if change["significant"]
+                                     else "within its interval (could be noise)")))
+    return section("Co-evolution", *parts, id_="coevolution")
 
 
 def plots(paths: list[Path]) -> Html:
@@ -321,7 +367,8 @@ def render(run_dir: Path, plot_paths: list[Path]) -> str:
     s = summarize(run_dir)
     entries, problem = read_library(run_dir)
     body = join([header(run_dir, read_config(run_dir)), key_figures(s), plots(plot_paths),
-                 held_out(s["held_out"]), funnel(s), generator_heldout(s.get("generator_heldout")),
+                 coevolution(s.get("coevolution")), held_out(s["held_out"]), funnel(s),
+                 generator_heldout(s.get("generator_heldout")),
                  calibration(s.get("calibration")),
                  library(entries, problem), environments(entries),
                  tag("footer", f"written by evoforge report on {dt.datetime.now():%Y-%m-%d %H:%M}")])

@@ -31,7 +31,10 @@ def run(cfg, run_dir: Path, resolved: dict) -> dict:
         driver.train()
     finally:
         stop_ray()
-    if cfg.selfplay.enabled or cfg.heldout.tasks:  # the funnel, the library, rewards, held-out accuracy; plots
+    from cluster.coevolve_report import COEVOLUTION_KINDS
+
+    coevolution = any(kind in COEVOLUTION_KINDS for kind in cfg.schedule)
+    if cfg.selfplay.enabled or cfg.heldout.tasks or coevolution:  # funnel, library, rewards, held-out; plots
         from cluster.report import print_summary
 
         from cluster.report_html import write_report

@@ -127,10 +127,52 @@ def _episodes(cfg, policies: dict) -> None:
             for role in kinds[kind].roles:
                 _check(role in cfg.roles, f"schedule: episode {kind!r} needs role {role!r}: map it with "
                                           f"roles.{role}=<one of {', '.join(policies)}>")
+    roles = {role for kind in dict.fromkeys(pattern) for role in kinds[kind].roles}
+    for role, responses in cfg.scripted.items():
+        _check(role in roles, f"scripted.{role}: no episode of the schedule has role {role!r} "
+                              f"(roles: {', '.join(sorted(roles))})")
+        _check(len(responses) > 0, f"scripted.{role}: give at least one response")
+    if "propose_critic" in pattern:
+        _propose_critic(cfg.episodes.propose_critic)
+    if "delta_rubric" in pattern:
+        _delta_rubric(cfg.episodes.delta_rubric)
     t = cfg.episodes.task
     _check(t.objective in ("grpo", "dpo"), f"episodes.task.objective={t.objective!r}: use grpo or dpo")
     _check(t.chosen in ("best", "reference"), f"episodes.task.chosen={t.chosen!r}: use best or reference")
     _check(t.heldout_pairs >= 0, f"episodes.task.heldout_pairs={t.heldout_pairs}: must be >= 0")
+
+
+def _propose_critic(pc) -> None:
+    from envs.critique import RENDERERS
+
+    where = "episodes.propose_critic"
+    _check(2 <= pc.k_min <= pc.k_max, f"{where}.k_min={pc.k_min}, k_max={pc.k_max}: need 2 <= k_min <= k_max "
+                                      "(the critic picks among at least two candidates)")
+    _check(0 < pc.temperature_min <= pc.temperature_max,
+           f"{where}.temperature_min={pc.temperature_min}, temperature_max={pc.temperature_max}: need "
+           "0 < min <= max")
+    _check(pc.critic_samples >= 1, f"{where}.critic_samples={pc.critic_samples}: must be at least 1")
+    _check(pc.critic_temperature > 0, f"{where}.critic_temperature={pc.critic_temperature}: must be > 0")
+    _check(pc.critic_max_new_tokens >= 1, f"{where}.critic_max_new_tokens={pc.critic_max_new_tokens}: must be >= 1")
+    _check(0.0 <= pc.maturity_init <= 1.0, f"{where}.maturity_init={pc.maturity_init}: must be in [0, 1]")
+    _check(0.0 <= pc.maturity_decay < 1.0, f"{where}.maturity_decay={pc.maturity_decay}: a decay in [0, 1)")
+    _check(pc.weights in ("maturity", "equal"), f"{where}.weights={pc.weights!r}: use maturity or equal")
+    _check(pc.render in RENDERERS, f"{where}.render={pc.render!r}: use {', '.join(RENDERERS)}")
+    _check(pc.heldout_tasks >= 0, f"{where}.heldout_tasks={pc.heldout_tasks}: must be >= 0 (0 = off)")
+    _check(pc.max_candidate_chars >= 1, f"{where}.max_candidate_chars={pc.max_candidate_chars}: must be >= 1")
+
+
+def _delta_rubric(d) -> None:
+    where = "episodes.delta_rubric"
+    for key in ("train_tasks", "responses", "checklists", "verifications", "planner_max_new_tokens",
+                "verifier_max_new_tokens", "max_checks", "max_response_chars"):
+        _check(getattr(d, key) >= 1, f"{where}.{key}={getattr(d, key)}: must be at least 1")
+    _check(d.responses >= 2, f"{where}.responses={d.responses}: a pair needs at least two answers per task")
+    _check(d.heldout_tasks >= 0 and d.reward_model_epochs >= 0,
+           f"{where}.heldout_tasks and reward_model_epochs must be >= 0 (0 = off)")
+    _check(d.temperature > 0, f"{where}.temperature={d.temperature}: must be > 0")
+    _check(d.format_bonus >= 0, f"{where}.format_bonus={d.format_bonus}: must be >= 0")
+    _check(d.reward_model_lr > 0, f"{where}.reward_model_lr={d.reward_model_lr}: must be > 0")
 
 
 def _judges(cfg) -> None:

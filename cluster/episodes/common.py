@@ -1,6 +1,9 @@
 """Pieces several episode kinds share: samples -> trajectories, reward statistics."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 from trainers.advantages import zero_advantage_fraction
@@ -27,3 +30,26 @@ def reward_metrics(trajectories: list[Trajectory]) -> dict:
 
 def response_ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def scale_advantages(trajectories: list[Trajectory], weight: float) -> None:
+    """A role's loss weight: the policy-gradient loss is linear in the advantages, so scaling them by `weight`
+    scales the role's loss (per-token advantages too, where set)."""
+    for t in trajectories:
+        t.advantage *= weight
+        if t.token_advantages is not None:
+            t.token_advantages = [a * weight for a in t.token_advantages]
+
+
+def append_records(path: Path, records: list[dict]) -> None:
+    """One JSON line per record (an episode's per-group log under run_dir/episodes/)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def trim_records(path: Path, step: int) -> None:
+    """Resuming at `step`: drop the records of that step and later (they are written again)."""
+    if path.is_file():
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] < step]
+        path.write_text("".join(ln + "\n" for ln in keep))

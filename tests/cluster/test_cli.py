@@ -59,6 +59,13 @@ def test_cross_key_validation(tmp_path):
      "heldout.k=8: pass@k needs 1 <= k <= heldout.samples=4"),
     (["heldout.tasks=[leg_counting]"], "heldout.tasks runs Reasoning Gym tasks: add reasoning_gym to "
                                        "env.sandbox.extra_imports"),
+    (["schedule=[propose_critic]", "episodes.propose_critic.k_min=1"],
+     "episodes.propose_critic.k_min=1, k_max=8: need 2 <= k_min <= k_max"),
+    (["schedule=[propose_critic]", "episodes.propose_critic.render=image"],
+     "episodes.propose_critic.render='image': use text"),
+    (["schedule=[delta_rubric]", "episodes.delta_rubric.responses=1"],
+     "episodes.delta_rubric.responses=1: a pair needs at least two answers per task"),
+    (["+scripted.critic=[1]"], "scripted.critic: no episode of the schedule has role 'critic' (roles: solver)"),
 ])
 def test_weight_sync_and_colocate_validation(tmp_path, overrides, message):
     proc = evoforge("train", f"run_dir={tmp_path / 'r'}", *overrides)

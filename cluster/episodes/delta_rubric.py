@@ -1,0 +1,250 @@
+"""`delta_rubric`: a judge that learns to check. One model (or two) plays Disagreement Planner and Checklist Verifier.
+
+    pairs      <- built once: per task, the policy's answers scored by the environment; a correct one (or the
+                  environment's reference) vs a wrong one -> train pairs, and held-out pairs on other tasks
+    per step   draw algorithm.prompts_per_step train pairs, each shown as (A, B) in a random order
+    checklists <- the planner's samples per pair                   (envs/rubric.py planner_prompt)
+    verdicts   <- the verifier's M samples per checklist           (verifier_prompt; "Preference: A|B")
+    rewards    verifier: 1 if its preference is the label, plus format_bonus if it parses
+               planner: the mean accuracy of the M verdicts on its checklist
+    advantages group-relative per role (planner: per pair, verifier: per checklist)
+
+Held-out (heldout_tasks > 0), before the first step and after the last: every held-out pair in both orders,
+greedy planner then greedy verifier -> pairwise accuracy, order consistency (the same response preferred in
+both orders); the baselines on the same pairs: the direct judge (same model, no checklist) and, with
+reward_model_epochs, a scalar reward model trained on the train pairs (Bradley-Terry; saved to
+run_dir/reward_model/, a `scalar` judge for the judge pool) -> run_dir/judge_eval_<tag>.json.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from actors.judge import parse_preference
+from cluster.episodes import Episode, EpisodeResult, RoleUpdate
+from cluster.episodes.common import append_records, reward_metrics, to_trajectories, trim_records
+from cluster.stats import paired_delta, wilson
+from envs.rubric import direct_prompt, planner_prompt, verifier_prompt
+
+TRAIN_SEED = 2**42 + 1_000_000  # the tasks of the train pairs and of the held-out pairs: seeds no step draws
+HELDOUT_SEED = 2**42 + 2_000_000
+VERIFIER_SEED = 700_001  # the verifier's sampling seed offset from the planner's
+
+
+def build_pairs(instances: list[dict], answers: list[list[str]], scores: list[list[float]]) -> list[dict]:
+    """Per task: chosen = its first fully correct answer (else the environment's reference), rejected = its first
+    wrong non-empty answer; a task with no wrong answer gives no pair."""
+    pairs = []
+    for inst, texts, marks in zip(instances, answers, scores):
+        wrong = [t for t, s in zip(texts, marks) if s < 1.0 and t.strip()]
+        if not wrong:
+            continue
+        right = [t for t, s in zip(texts, marks) if s >= 1.0]
+        pairs.append({"question": inst["prompt"], "chosen": right[0] if right else inst["reference"],
+                      "rejected": wrong[0], "chosen_source": "policy" if right else "reference"})
+    return pairs
+
+
+def shown(pair: dict, flip: bool) -> tuple[str, str, str]:
+    """(A, B, label): the chosen response is B when flipped."""
+    if flip:
+        return pair["rejected"], pair["chosen"], "B"
+    return pair["chosen"], pair["rejected"], "A"
+
+
+def verifier_reward(verdict: str | None, label: str, format_bonus: float) -> float:
+    return float(verdict == label) + (format_bonus if verdict is not None else 0.0)
+
+
+def judgement_metrics(verdicts: list[str | None], labels: list[str]) -> dict:
+    """Pairwise accuracy, parse rate and how often A is preferred (position bias) over judgements."""
+    n = max(len(verdicts), 1)
+    return {"accuracy": sum(v == lab for v, lab in zip(verdicts, labels)) / n,
+            "parsed": sum(v is not None for v in verdicts) / n,
+            "prefers_a": sum(v == "A" for v in verdicts) / n}
+
+
+def both_orders(verdicts_ab: list[str | None], verdicts_ba: list[str | None]) -> dict:
+    """Held-out pairs judged as (chosen, rejected) and as (rejected, chosen): per-judgement hits (2 per pair),
+    accuracy with its interval, order consistency (the same response preferred both times)."""
+    hits = [float(v == "A") for v in verdicts_ab] + [float(v == "B") for v in verdicts_ba]
+    consistent = [a is not None and b is not None and a != b for a, b in zip(verdicts_ab, verdicts_ba)]
+    n = len(hits)
+    return {"accuracy": sum(hits) / max(n, 1), "accuracy_ci": list(wilson(sum(hits), n)), "hits": hits,
+            "order_consistency": sum(consistent) / max(len(consistent), 1),
+            "parsed": sum(v is not None for v in verdicts_ab + verdicts_ba) / max(n, 1)}
+
+
+class DeltaRubricEpisode(Episode):
+    kind, roles, label = "delta_rubric", ("planner", "verifier"), "delta_rubric"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.dc = ctx.cfg.episodes.delta_rubric
+        self.pairs: dict[str, list[dict]] | None = None  # train, heldout
+        self.log = ctx.run_dir / "episodes" / f"{self.kind}.jsonl"
+        saved = ctx.resume_from / "episodes" / self.kind / "pairs.json" if ctx.resume_from else None
+        if saved is not None and saved.is_file():
+            self.pairs = json.loads(saved.read_text())
+
+    # -- pairs ------------------------------------------------------------------------------------------------------
+    def _make_pairs(self, ctx, base: int, tasks: int) -> list[dict]:
+        policy, cfg, dc = ctx.policy("planner"), ctx.cfg, self.dc
+        instances = ctx.env.sample([base + i for i in range(tasks)], cfg.env.difficulty)
+        shots = ctx.shots(None, cfg.env.difficulty)
+        prompts = [policy.encode(i["prompt"], shots) for i in instances]
+        out = policy.generate(prompts, replace(policy.sampling, n=dc.responses, temperature=dc.temperature), seed=base)
+        answers = [[s.text for s in g] for g in out["samples"]]
+        flat, _ = ctx.env.score([{"data": i["data"], "response": t} for i, g in zip(instances, answers) for t in g])
+        k = dc.responses
+        return build_pairs(instances, answers, [flat[j * k:(j + 1) * k] for j in range(len(instances))])
+
+    def start(self, step: int) -> None:
+        ctx, dc = self.ctx, self.dc
+        trim_records(self.log, step)
+        if self.pairs is None:
+            self.pairs = {"train": self._make_pairs(ctx, TRAIN_SEED, dc.train_tasks),
+                          "heldout": self._make_pairs(ctx, HELDOUT_SEED, dc.heldout_tasks) if dc.heldout_tasks else []}
+            if not self.pairs["train"]:
+                from cluster.validate import ConfigError
+
+                raise ConfigError(f"delta_rubric: none of the {dc.train_tasks} train tasks gave a pair (the policy "
+                                  f"answered every one correctly in all {dc.responses} tries): use a harder "
+                                  "env.difficulty or more episodes.delta_rubric.responses")
+            n = {k: len(v) for k, v in self.pairs.items()}
+            print(f"evoforge: delta_rubric: {n['train']} train pairs from {dc.train_tasks} tasks, {n['heldout']} "
+                  f"held-out pairs from {dc.heldout_tasks}", flush=True)
+        if self.pairs["heldout"] and step == 0:
+            self.measure("before")
+
+    def finish(self) -> None:
+        if self.pairs and self.pairs["heldout"]:
+            self.measure("after")
+
+    # -- a step -------------------------------------------------------------------------------------------------------
+    def run(self, step: int, ctx) -> EpisodeResult:
+        planner, verifier, cfg, dc = ctx.policy("planner"), ctx.policy("verifier"), ctx.cfg, self.dc
+        rng = random.Random(cfg.seed * 1_000_003 + step)  # which pairs and which order: a function of (seed, step)
+        train = self.pairs["train"]
+        drawn = [(train[rng.randrange(len(train))], rng.random() < 0.5) for _ in range(cfg.algorithm.prompts_per_step)]
+        shown_pairs = [(p["question"], *shown(p, flip)) for p, flip in drawn]
+        t0 = time.perf_counter()
+        plan_prompts = [planner.encode(planner_prompt(q, a, b, dc.max_checks, dc.max_response_chars))
+                        for q, a, b, _ in shown_pairs]
+        pout = planner.generate(plan_prompts, self._sampling(planner, dc.checklists, dc.planner_max_new_tokens),
+                                seed=cfg.seed * 7919 + step)
+        checklists = [(i, s.text) for i, g in enumerate(pout["samples"]) for s in g]
+        ver_prompts = [verifier.encode(verifier_prompt(*shown_pairs[i][:3], c, dc.max_response_chars))
+                       for i, c in checklists]
+        vout = verifier.generate(ver_prompts, self._sampling(verifier, dc.verifications, dc.verifier_max_new_tokens),
+                                 seed=cfg.seed * 7919 + step + VERIFIER_SEED)
+        t1 = time.perf_counter()
+        verdicts = [[parse_preference(s.text) for s in g] for g in vout["samples"]]
+        labels = [shown_pairs[i][3] for i, _ in checklists]
+        ver_rewards = [verifier_reward(v, lab, dc.format_bonus) for vs, lab in zip(verdicts, labels) for v in vs]
+        plan_rewards = [sum(v == lab for v in vs) / len(vs) for vs, lab in zip(verdicts, labels)]
+        planned = to_trajectories(plan_prompts, pout["samples"], pout["version"], "planner", self.kind, plan_rewards)
+        verified = to_trajectories(ver_prompts, vout["samples"], vout["version"], "verifier", self.kind, ver_rewards)
+        ctx.set_advantages("planner", planned)
+        ctx.set_advantages("verifier", verified)
+        append_records(self.log, [
+            {"step": step, "pair": checklists[j][0], "label": lab, "checklist": checklists[j][1], "planner_reward": plan_rewards[j],
+             "verdicts": vs, "verifier_rewards": [verifier_reward(v, lab, dc.format_bonus) for v in vs],
+             "responses": [s.text for s in vout["samples"][j]]}
+            for j, (vs, lab) in enumerate(zip(verdicts, labels))])
+        flat_verdicts = [v for vs in verdicts for v in vs]
+        flat_labels = [lab for vs, lab in zip(verdicts, labels) for _ in vs]
+        metrics = {**{f"planner/{k}": v for k, v in reward_metrics(planned).items()},
+                   **{f"verifier/{k}": v for k, v in reward_metrics(verified).items()},
+                   **{f"verifier/{k}": v for k, v in judgement_metrics(flat_verdicts, flat_labels).items()},
+                   "timing/rollout": t1 - t0}
+        return EpisodeResult({
+            "planner": RoleUpdate(planned, "grpo", dc.temperature, recompute_old=pout["off_policy"]),
+            "verifier": RoleUpdate(verified, "grpo", dc.temperature, recompute_old=vout["off_policy"]),
+        }, metrics)
+
+    def _sampling(self, policy, n: int, max_new_tokens: int):
+        return replace(policy.sampling, n=n, temperature=self.dc.temperature, max_new_tokens=max_new_tokens,
+                       cuts_fraction=0.0)
+
+    # -- held-out -----------------------------------------------------------------------------------------------------
+    def _greedy(self, policy, max_new_tokens: int):
+        return replace(policy.sampling, n=1, temperature=0.0, max_new_tokens=max_new_tokens, cuts_fraction=0.0)
+
+    def _judge_rubric(self, orders: list[tuple[str, str, str]]) -> list[str | None]:
+        planner, verifier, dc = self.ctx.policy("planner"), self.ctx.policy("verifier"), self.dc
+        prompts = [planner.encode(planner_prompt(q, a, b, dc.max_checks, dc.max_response_chars)) for q, a, b in orders]
+        plans = planner.generate(prompts, self._greedy(planner, dc.planner_max_new_tokens), seed=HELDOUT_SEED)
+        prompts = [verifier.encode(verifier_prompt(q, a, b, g[0].text, dc.max_response_chars))
+                   for (q, a, b), g in zip(orders, plans["samples"])]
+        out = verifier.generate(prompts, self._greedy(verifier, dc.verifier_max_new_tokens), seed=HELDOUT_SEED)
+        return [parse_preference(g[0].text) for g in out["samples"]]
+
+    def _judge_direct(self, orders: list[tuple[str, str, str]]) -> list[str | None]:
+        verifier, dc = self.ctx.policy("verifier"), self.dc
+        prompts = [verifier.encode(direct_prompt(q, a, b, dc.max_response_chars)) for q, a, b in orders]
+        out = verifier.generate(prompts, self._greedy(verifier, dc.verifier_max_new_tokens), seed=HELDOUT_SEED)
+        return [parse_preference(g[0].text) for g in out["samples"]]
+
+    def measure(self, tag: str) -> dict:
+        pairs, run_dir = self.pairs["heldout"], self.ctx.run_dir
+        ab = [(p["question"], p["chosen"], p["rejected"]) for p in pairs]
+        ba = [(p["question"], p["rejected"], p["chosen"]) for p in pairs]
+        verdicts = self._judge_rubric(ab + ba)
+        methods = {"delta_rubric": both_orders(verdicts[:len(pairs)], verdicts[len(pairs):])}
+        if self.dc.direct_baseline:
+            verdicts = self._judge_direct(ab + ba)
+            methods["direct"] = both_orders(verdicts[:len(pairs)], verdicts[len(pairs):])
+        before = run_dir / "judge_eval_before.json"
+        if tag == "before" and self.dc.reward_model_epochs:
+            methods["scalar_rm"] = self._reward_model()
+        elif tag == "after" and before.is_file():
+            earlier = json.loads(before.read_text())
+            if "scalar_rm" in earlier["methods"]:
+                methods["scalar_rm"] = earlier["methods"]["scalar_rm"]  # trained once; the policy's training
+            for name, m in methods.items():                            # does not change it
+                old = earlier["methods"].get(name)
+                if old and len(old["hits"]) == len(m["hits"]) and name != "scalar_rm":
+                    m["change"] = paired_delta(old["hits"], m["hits"])
+        row = {"tag": tag, "pairs": len(pairs), "methods": methods}
+        (run_dir / f"judge_eval_{tag}.json").write_text(json.dumps(row, indent=1))
+        text = ", ".join(f"{name} {m['accuracy']:.3f} [{m['accuracy_ci'][0]:.3f}, {m['accuracy_ci'][1]:.3f}]"
+                         for name, m in methods.items())
+        print(f"evoforge: judge held-out {tag} ({len(pairs)} pairs, both orders): {text}", flush=True)
+        return row
+
+    def _reward_model(self) -> dict:
+        """The scalar baseline: a Bradley-Terry reward model on the train pairs, run as a Ray task."""
+        import ray
+
+        policy, dc = self.ctx.policy("verifier"), self.dc
+        train = [(p["question"], p["chosen"], p["rejected"]) for p in self.pairs["train"]]
+        held = [(p["question"], p["chosen"], p["rejected"]) for p in self.pairs["heldout"]]
+        out = self.ctx.run_dir / "reward_model"
+        task = ray.remote(num_cpus=0)(_train_reward_model)
+        result = ray.get(task.remote(policy.model_path, policy.pcfg.model.chat_template, train, held,
+                                     dc.reward_model_epochs, dc.reward_model_lr, self.ctx.cfg.seed, str(out)))
+        n = len(result["hits"])
+        return {"accuracy": sum(result["hits"]) / max(n, 1), "accuracy_ci": list(wilson(sum(result["hits"]), n)),
+                "hits": result["hits"], "order_consistency": 1.0, "parsed": 1.0, "train_loss": result["losses"],
+                "folder": str(out)}
+
+    def save(self, folder: Path) -> None:
+        if self.pairs is not None:
+            out = folder / "episodes" / self.kind
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "pairs.json").write_text(json.dumps(self.pairs))
+
+
+def _train_reward_model(model_path, chat_template, train, held, epochs, lr, seed, out) -> dict:
+    from trainers.reward_model import RewardModelTrainer
+
+    trainer = RewardModelTrainer(model_path, chat_template, lr=lr, seed=seed)
+    losses = trainer.train(train, epochs)
+    hits = trainer.accuracy(held)
+    trainer.save(Path(out))
+    return {"losses": losses, "hits": hits}
+

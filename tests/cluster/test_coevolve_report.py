@@ -1,0 +1,48 @@
+"""The co-evolution summary, plots and report section from a run directory's files."""
+import json
+
+from cluster import coevolve_report
+from cluster.report import format_summary, summarize, write_plots
+from cluster.report_html import render
+
+
+def _run(tmp_path, steps=5, heldout=True):
+    rows = []
+    for s in range(steps):
+        rows.append({"step": s, "kind": "propose_critic", "episode": "propose_critic",
+                     "proposer/reward/mean": 0.1 * s, "critic/reward/mean": 0.2 + 0.05 * s,
+                     "critic/accuracy": 0.3 + 0.1 * s, "critic/random_baseline": 0.4,
+                     "critic/majority_baseline": 0.5, "maturity": 0.05 * s})
+    rows[1].pop("critic/accuracy")  # a step without mixed groups
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if heldout:
+        for tag, acc in (("before", 0.25), ("after", 0.5)):
+            row = {"tag": tag, "sets": 8, "k": 4, "accuracy": acc, "accuracy_ci": [acc - 0.2, acc + 0.2],
+                   "random_baseline": 0.3, "majority_baseline": 0.6, "no_pick": 0.125, "hits": []}
+            if tag == "after":
+                row["change"] = {"delta": 0.25, "delta_ci": [0.05, 0.45], "significant": True}
+            (tmp_path / f"critic_eval_{tag}.json").write_text(json.dumps(row))
+    return tmp_path
+
+
+def test_summary_means_the_edge_steps_per_role_and_reads_the_heldout_files(tmp_path):
+    s = coevolve_report.summarize(_run(tmp_path))
+    assert s["steps"] == 5 and set(s["roles"]) == {"proposer", "critic"}
+    proposer = s["roles"]["proposer"]  # (0 + .1 + .2) / 3, (.2 + .3 + .4) / 3
+    assert abs(proposer["first"] - 0.1) < 1e-9 and abs(proposer["last"] - 0.3) < 1e-9
+    assert abs(s["critic"]["accuracy"]["first"] - (0.3 + 0.5 + 0.6) / 3) < 1e-9  # step 1 had none
+    text = format_summary(summarize(tmp_path))
+    assert text.startswith("co-evolution: 5 steps")
+    assert "critic on 8 held-out candidate sets" in text and "change  +0.250 [+0.050, +0.450]: larger than" in text
+    assert "majority vote" in text and "reward: -" not in text  # no solver rows: no empty solver line
+    names = sorted(p.name for p in write_plots(tmp_path))
+    assert names == ["critic.png", "roles.png"]
+    page = render(tmp_path, [])
+    assert 'id="coevolution"' in page and "held-out candidate sets" in page and "solver reward" not in page
+
+
+def test_runs_without_coevolution_rows_have_no_section(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 0, "reward/mean": 0.5}) + "\n")
+    assert coevolve_report.summarize(tmp_path) is None
+    assert coevolve_report.write_plots(tmp_path, tmp_path / "plots") == []
+    assert 'id="coevolution"' not in render(tmp_path, [])

@@ -187,17 +187,22 @@ def _check_chat_template(tokenizer, chat_template: bool, model_path: str) -> Non
 
 
 class LocalGenerativeJudge:
+    """Greedy answers to a template filled from each request. With `plan_template`, two passes (DeltaRubric):
+    a checklist from the plan template first, then the template with the request's fields and {checklist}."""
+
     def __init__(self, index: int, model_path: str, backend: str = "hf", dtype: str = "float32", threads: int = 0,
                  template: str = "{question}", chat_template: bool = False, max_new_tokens: int = 8,
-                 max_model_len: int = 2048):
+                 max_model_len: int = 2048, plan_template: str = "", plan_max_new_tokens: int = 64):
         from actors.rollout_worker import make_backend
 
         _set_threads(threads)
         self.index, self.template, self.chat_template = index, template, chat_template
+        self.plan_template = plan_template
         self.engine = make_backend(backend, model_path, dtype, _device(), max_model_len=max_model_len)
         self.tokenizer = self.engine.tokenizer
         _check_chat_template(self.tokenizer, chat_template, model_path)
         self.sampling = GreedySampling(max_new_tokens=max_new_tokens)
+        self.plan_sampling = GreedySampling(max_new_tokens=plan_max_new_tokens)
 
     def ready(self) -> dict:
         return {"index": self.index, "pid": os.getpid(), "kind": "generative"}
@@ -205,10 +210,18 @@ class LocalGenerativeJudge:
     def judge(self, requests: list[dict]) -> list[dict]:
         from trainers.models import encode_prompt
 
+        checklists = None
+        if self.plan_template:
+            plans = [encode_prompt(self.tokenizer, fill_template(self.plan_template, r), self.chat_template)
+                     for r in requests]
+            checklists = [g[0].text for g in self.engine.generate(plans, self.plan_sampling, 0)]
+            requests = [{**r, "checklist": c} for r, c in zip(requests, checklists)]
         prompts = [encode_prompt(self.tokenizer, fill_template(self.template, r), self.chat_template)
                    for r in requests]
         groups = self.engine.generate(prompts, self.sampling, 0)
-        return [{"text": g[0].text} for g in groups]
+        if checklists is None:
+            return [{"text": g[0].text} for g in groups]
+        return [{"text": g[0].text, "checklist": c} for g, c in zip(groups, checklists)]
 
 
 def reward_model_problem(architectures, num_labels: int) -> str | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 EDGE_STEPS = 3  # first / last: the mean of this many steps
 CRITIC_KEYS = ("critic/accuracy", "critic/random_baseline", "critic/majority_baseline")
-COEVOLUTION_KINDS = ("propose_critic", "delta_rubric")
+COEVOLUTION_KINDS = ("propose_critic", "delta_rubric", "challenger")
 
 
 def _rows(run_dir: Path) -> list[dict]:

@@ -256,7 +256,10 @@ class HeldOutConfig:
 @dataclass
 class JudgeConfig:
     """A judge in the run's judge pool (judges.<name>), shared by every episode."""
-    kind: str = "generative"  # generative (an LLM + template + parser) | scalar (a reward model) | process (PRM)
+    # generative (an LLM + template + parser) | scalar (a reward model) | process (PRM) | rubric (a generative judge
+    # that first writes a checklist: DeltaRubric's planner + verifier templates, parse=preference; fields
+    # question, a, b)
+    kind: str = "generative"
     model: str = "tiny"  # as model.name: tiny, smollm2, a local folder (scalar/process: a sequence-classification model)
     dtype: str = "float32"
     backend: str = "hf"  # generative: hf | vllm
@@ -264,6 +267,9 @@ class JudgeConfig:
     template: str = "{question}"  # generative: the prompt, filled from each request's fields
     parse: str = "yes_no"  # generative: yes_no | preference (A or B) | score (a number)
     max_new_tokens: int = 8
+    # generative: a first pass writes a checklist from this template; `template` then also reads {checklist}
+    plan_template: str = ""
+    plan_max_new_tokens: int = 64
     step_separator: str = "\n"  # process: the response's steps are split by this
     num_workers: int = 1
     cpus_per_worker: float = 1.0
@@ -373,11 +379,30 @@ class DeltaRubricConfig:
 
 
 @dataclass
+class ChallengerConfig:
+    """`challenger` (R-Zero): the challenger writes questions of the environment's task family (its instances shown
+    as examples); the solver answers each m times; pseudo-label = the majority answer, p = its share. Challenger
+    reward min(p, 1 - p) minus a repetition penalty; the solver trains on questions with p in `band` against the
+    pseudo-label."""
+    family: str = ""  # one line naming the task family, shown above the examples
+    examples: int = 2  # environment instances shown as examples (at seeds no step draws; new ones each step)
+    answers: int = 8  # m: the solver's answers per question
+    band: list[float] = field(default_factory=lambda: [0.3, 0.7])
+    repetition_threshold: float = 0.85  # questions at least this similar (difflib ratio) share a cluster
+    repetition_weight: float = 1.0  # penalty: weight * cluster size / batch size (clusters of 2 or more)
+    max_new_tokens: int = 64  # the challenger's question
+    max_question_chars: int = 400
+    checker: str = "none"  # none | arithmetic: computes the true answer where it can (pseudo-label accuracy)
+    solver_template: str = "{question}"  # how a question is put to the solver
+
+
+@dataclass
 class EpisodesConfig:
     task: TaskEpisodeConfig = field(default_factory=TaskEpisodeConfig)
     distill: DistillEpisodeConfig = field(default_factory=DistillEpisodeConfig)
     propose_critic: ProposeCriticConfig = field(default_factory=ProposeCriticConfig)
     delta_rubric: DeltaRubricConfig = field(default_factory=DeltaRubricConfig)
+    challenger: ChallengerConfig = field(default_factory=ChallengerConfig)
 
 
 @dataclass

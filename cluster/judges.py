@@ -63,13 +63,37 @@ def verdict_result(text: str, parse: str) -> dict:
     return {"text": text, "value": value, "parsed": value is not None}
 
 
+def with_rubric_defaults(jc):
+    """A `rubric` judge is a generative one with DeltaRubric's planner and verifier templates (unless given) and
+    the preference parser: requests carry question, a, b."""
+    if jc.kind != "rubric":
+        return jc
+    from cluster.config import JudgeConfig
+    from envs.rubric import VERIFY_TEMPLATE, plan_template
+
+    default = JudgeConfig()
+    return replace(jc, kind="generative", parse="preference",
+                   template=VERIFY_TEMPLATE if jc.template == default.template else jc.template,
+                   plan_template=jc.plan_template or plan_template())
+
+
 def judge_config_problems(name: str, jc) -> list[str]:
     """Everything wrong with judges.<name>, as messages naming the key; empty when it can start."""
     p, key = [], f"judges.{name}"
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name or ""):
         p.append(f"judge name {name!r}: use letters, digits, '_', '-' or '.'")
-    if jc.kind not in KINDS:
-        p.append(f"{key}.kind={jc.kind!r}: use {', '.join(KINDS)}")
+    if jc.kind not in (*KINDS, "rubric"):
+        p.append(f"{key}.kind={jc.kind!r}: use {', '.join(KINDS)} or rubric")
+    jc = with_rubric_defaults(jc)
+    if jc.kind == "generative" and jc.plan_template:
+        try:
+            template_fields(jc.plan_template)
+            if "checklist" not in template_fields(jc.template):
+                p.append(f"{key}.template: a judge with a plan_template reads the checklist: add {{checklist}}")
+        except ValueError as e:
+            p.append(f"{key}.plan_template: {e}")
+        if jc.plan_max_new_tokens < 1:
+            p.append(f"{key}.plan_max_new_tokens={jc.plan_max_new_tokens}: must be at least 1")
     if jc.kind == "generative":
         if jc.parse not in PARSE_MODES:
             p.append(f"{key}.parse={jc.parse!r}: use {', '.join(PARSE_MODES)}")
@@ -134,6 +158,7 @@ class JudgePool:
         problems = judge_config_problems(name, jc)
         if problems:
             raise ValueError("; ".join(problems))
+        jc = with_rubric_defaults(jc)
         self.name, self.jc, self.kind = name, jc, jc.kind
         self.start_timeout_s = start_timeout_s
         self.counts = dict.fromkeys(("calls", "requests", "failures", "timeouts", "restarts", "unparseable"), 0)
@@ -162,7 +187,9 @@ class JudgePool:
         cls = ACTORS[jc.kind]
         if jc.kind == "generative":
             return cls.options(**opts).remote(i, self.path, jc.backend, jc.dtype, jc.threads, jc.template,
-                                              jc.chat_template, jc.max_new_tokens)
+                                              jc.chat_template, jc.max_new_tokens,
+                                              plan_template=jc.plan_template,
+                                              plan_max_new_tokens=jc.plan_max_new_tokens)
         extra = {"step_separator": jc.step_separator} if jc.kind == "process" else {}
         return cls.options(**opts).remote(i, self.path, jc.dtype, jc.threads, jc.chat_template, **extra)
 
@@ -211,6 +238,9 @@ class JudgePool:
                 raise TypeError(f"judge '{self.name}': request {n} is a {type(r).__name__}, not a dict")
             if self.kind == "generative":
                 try:
+                    if self.jc.plan_template:
+                        fill_template(self.jc.plan_template, r)
+                        r = {**r, "checklist": ""}
                     fill_template(self.jc.template, r)
                 except (ValueError, KeyError, IndexError, AttributeError) as e:
                     raise ValueError(f"judge '{self.name}': request {n}: {e}") from e
@@ -277,7 +307,8 @@ class JudgePool:
                     failed(part, TimeoutError(f"no answer within timeout_s={self.jc.timeout_s:g}"))
         results = [r for part in answers for r in part]
         if self.kind == "generative":
-            results = [verdict_result(r["text"], self.jc.parse) for r in results]
+            results = [verdict_result(r["text"], self.jc.parse) | ({"checklist": r["checklist"]} if "checklist" in r
+                                                                   else {}) for r in results]
             self.counts["unparseable"] += sum(not r["parsed"] for r in results)
         return results
 

@@ -136,6 +136,8 @@ def _episodes(cfg, policies: dict) -> None:
         _propose_critic(cfg.episodes.propose_critic)
     if "delta_rubric" in pattern:
         _delta_rubric(cfg.episodes.delta_rubric)
+    if "challenger" in pattern:
+        _challenger(cfg.episodes.challenger)
     t = cfg.episodes.task
     _check(t.objective in ("grpo", "dpo"), f"episodes.task.objective={t.objective!r}: use grpo or dpo")
     _check(t.chosen in ("best", "reference"), f"episodes.task.chosen={t.chosen!r}: use best or reference")
@@ -173,6 +175,21 @@ def _delta_rubric(d) -> None:
     _check(d.temperature > 0, f"{where}.temperature={d.temperature}: must be > 0")
     _check(d.format_bonus >= 0, f"{where}.format_bonus={d.format_bonus}: must be >= 0")
     _check(d.reward_model_lr > 0, f"{where}.reward_model_lr={d.reward_model_lr}: must be > 0")
+
+
+def _challenger(c) -> None:
+    from envs.challenge import CHECKERS
+
+    where = "episodes.challenger"
+    _check(c.answers >= 2, f"{where}.answers={c.answers}: a majority needs at least two answers")
+    _check(c.examples >= 0 and c.max_new_tokens >= 1 and c.max_question_chars >= 1,
+           f"{where}.examples must be >= 0, max_new_tokens and max_question_chars >= 1")
+    _check(len(c.band) == 2 and 0.0 <= c.band[0] <= c.band[1] <= 1.0,
+           f"{where}.band={list(c.band)}: two agreement rates low <= high in [0, 1]")
+    _check(0.0 < c.repetition_threshold <= 1.0, f"{where}.repetition_threshold={c.repetition_threshold}: in (0, 1]")
+    _check(c.repetition_weight >= 0, f"{where}.repetition_weight={c.repetition_weight}: must be >= 0")
+    _check(c.checker in CHECKERS, f"{where}.checker={c.checker!r}: use {', '.join(CHECKERS)}")
+    _check("{question}" in c.solver_template, f"{where}.solver_template must contain {{question}}")
 
 
 def _judges(cfg) -> None:

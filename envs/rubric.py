@@ -12,21 +12,31 @@ def _cut(text: str, max_chars: int) -> str:
     return text if len(text) <= max_chars else text[:max_chars].rstrip() + " ..."
 
 
-def _pair(question: str, a: str, b: str, max_chars: int) -> str:
-    return (f"Question:\n{question.strip()}\n\nResponse A:\n{_cut(a, max_chars) or '(empty)'}\n\n"
-            f"Response B:\n{_cut(b, max_chars) or '(empty)'}")
+PAIR = "Question:\n{question}\n\nResponse A:\n{a}\n\nResponse B:\n{b}"
+# str.format templates over a request's fields (question, a, b; the verifier's also checklist): the judge pool's
+# `rubric` judges use them as they are; the episode fills them with cut texts
+PLAN_TEMPLATE = (PAIR + "\n\nThe two responses disagree. Write a checklist of at most {max_checks} short checks, "
+                 "specific to this question, that would show which response is correct. Do not say which one is.")
+VERIFY_TEMPLATE = (PAIR + "\n\nChecklist:\n{checklist}\n\nRun each check on response A and on response B. "
+                   + VERDICT)
+DIRECT_TEMPLATE = PAIR + "\n\nWhich response is correct? " + VERDICT
+
+
+def plan_template(max_checks: int = 3) -> str:
+    return PLAN_TEMPLATE.replace("{max_checks}", str(int(max_checks)))
+
+
+def _fields(question: str, a: str, b: str, max_chars: int) -> dict:
+    return {"question": question.strip(), "a": _cut(a, max_chars) or "(empty)", "b": _cut(b, max_chars) or "(empty)"}
 
 
 def planner_prompt(question: str, a: str, b: str, max_checks: int = 3, max_chars: int = 400) -> str:
-    return (f"{_pair(question, a, b, max_chars)}\n\nThe two responses disagree. Write a checklist of at most "
-            f"{max_checks} short checks, specific to this question, that would show which response is correct. "
-            "Do not say which one is.")
+    return plan_template(max_checks).format(**_fields(question, a, b, max_chars))
 
 
 def verifier_prompt(question: str, a: str, b: str, checklist: str, max_chars: int = 400) -> str:
-    return (f"{_pair(question, a, b, max_chars)}\n\nChecklist:\n{_cut(checklist, 2 * max_chars)}\n\n"
-            f"Run each check on response A and on response B. {VERDICT}")
+    return VERIFY_TEMPLATE.format(**_fields(question, a, b, max_chars), checklist=_cut(checklist, 2 * max_chars))
 
 
 def direct_prompt(question: str, a: str, b: str, max_chars: int = 400) -> str:
-    return f"{_pair(question, a, b, max_chars)}\n\nWhich response is correct? {VERDICT}"
+    return DIRECT_TEMPLATE.format(**_fields(question, a, b, max_chars))

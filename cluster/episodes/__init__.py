@@ -61,6 +61,7 @@ class Episode:
 
 
 def episode_kinds() -> dict[str, type]:
+    from cluster.episodes.challenger import ChallengerEpisode
     from cluster.episodes.delta_rubric import DeltaRubricEpisode
     from cluster.episodes.distill import DistillEpisode
     from cluster.episodes.evoenv import EvoEnvEpisode
@@ -68,7 +69,7 @@ def episode_kinds() -> dict[str, type]:
     from cluster.episodes.task import TaskEpisode
 
     return {e.kind: e for e in (TaskEpisode, EvoEnvEpisode, DistillEpisode, ProposeCriticEpisode,
-                                     DeltaRubricEpisode)}
+                                     DeltaRubricEpisode, ChallengerEpisode)}
 
 
 def build(kind: str, ctx) -> Episode:

@@ -66,6 +66,8 @@ def test_cross_key_validation(tmp_path):
     (["schedule=[delta_rubric]", "episodes.delta_rubric.responses=1"],
      "episodes.delta_rubric.responses=1: a pair needs at least two answers per task"),
     (["+scripted.critic=[1]"], "scripted.critic: no episode of the schedule has role 'critic' (roles: solver)"),
+    (["+judges.r.kind=rubric", "+judges.r.template='{question} {a} {b}'"],
+     "judges.r.template: a judge with a plan_template reads the checklist: add {checklist}"),
 ])
 def test_weight_sync_and_colocate_validation(tmp_path, overrides, message):
     proc = evoforge("train", f"run_dir={tmp_path / 'r'}", *overrides)

@@ -56,6 +56,7 @@ def pools(ray_local, model_cfg, folders):
     """Every pool of the module, started concurrently."""
     configs = {
         "critic": _jc(**GENERATIVE),
+        "rubric": _jc(kind="rubric", max_new_tokens=6, plan_max_new_tokens=5),
         "rm": _jc(kind="scalar", num_workers=2),
         "prm": _jc(kind="process", step_separator="\n"),
         "slowpoke": _jc(kind="scalar", timeout_s=0.05, max_failures=2),
@@ -94,6 +95,23 @@ def test_generative_judge_returns_raw_text_and_counts_unparseable(pools, model_c
     m = pool.metrics()
     assert m == {"judge/critic/calls": 1, "judge/critic/requests": 2, "judge/critic/failures": 0,
                  "judge/critic/timeouts": 0, "judge/critic/restarts": 0, "judge/critic/unparseable": 2}
+
+
+def test_rubric_judge_writes_a_checklist_then_judges_with_it(pools, model_cfg):
+    """kind=rubric: DeltaRubric's planner then verifier, greedy; the checklist comes back with each verdict."""
+    from envs.rubric import VERIFY_TEMPLATE, plan_template
+
+    pool = pools["rubric"]
+    assert pool.kind == "generative" and pool.jc.parse == "preference" and pool.jc.template == VERIFY_TEMPLATE
+    requests = [{"question": "2 + 2 = ?", "a": "4", "b": "5"}, {"question": "Spell cat", "a": "tac", "b": "cat"}]
+    got = pool.judge(requests)
+    local = LocalGenerativeJudge(0, prepare_judge_model(pool.jc, model_cfg), template=VERIFY_TEMPLATE,
+                                 max_new_tokens=6, plan_template=plan_template(), plan_max_new_tokens=5)
+    expected = local.judge(requests)
+    assert [(r["checklist"], r["text"]) for r in got] == [(r["checklist"], r["text"]) for r in expected]
+    assert all(r["checklist"] and r["value"] in ("A", "B", None) for r in got)
+    with pytest.raises(ValueError, match="template needs field"):
+        pool.judge([{"question": "no responses"}])
 
 
 def test_scalar_reward_model_and_a_worker_killed_mid_call(pools):

@@ -135,10 +135,13 @@ def test_policy_proposals_from_the_tiny_model(tmp_path, skip):
     Every reward is 0, so with algorithm.skip_zero_signal (default) no update runs and the policy version
     stays; without it every step updates."""
     run = tmp_path / "run"
-    # the second run starts every response with the opening of a file (selfplay.response_prefix) and measures
-    # the generator's gates on fixed held-out prompts before and after
+    # the second run starts every response with the opening of a file (selfplay.response_prefix), measures
+    # the generator's gates on fixed held-out prompts before and after, and runs the generator as a policy of
+    # its own (one layer) against a separate solver policy
     prefixed = [] if skip else ["selfplay.response_prefix='```python\nimport random\n\n\nclass '",
-                                "selfplay.generator_heldout=2"]
+                                "selfplay.generator_heldout=2", "+policies.generator.model.tiny_layers=1",
+                                "+policies.solver={}", "+roles.generator=generator", "+roles.solver=solver",
+                                "cluster.num_cpus=8"]
     proc = train(run, "steps=2", "save_every=0", "selfplay=evoenv", "selfplay.generator_every=1",
                  "selfplay.proposals=2", "selfplay.samples_per_proposal=2", "selfplay.max_new_tokens=32",
                  f"algorithm.skip_zero_signal={str(skip).lower()}", *prefixed)
@@ -162,8 +165,12 @@ def test_policy_proposals_from_the_tiny_model(tmp_path, skip):
     if skip:
         assert [r["update/skipped"] for r in rows] == [1.0, 1.0] and [r["policy_version"] for r in rows] == [0, 0]
         assert all(r["weight_sync/bytes"] == 0 for r in rows)
-    else:
-        assert [r["update/skipped"] for r in rows] == [0.0, 0.0] and [r["policy_version"] for r in rows] == [1, 2]
+    else:  # each step updates its role's own policy
+        assert [r["update/skipped"] for r in rows] == [0.0, 0.0] and [r["policy_version"] for r in rows] == [1, 1]
+        assert rows[0]["policy_version/solver"] == 1 and rows[0]["policy_version/generator"] == 0
+        assert rows[1]["policy_version/generator"] == 1
+        ckpt = run / "checkpoints" / "step_000002" / "policies"
+        assert sorted(p.name for p in ckpt.iterdir()) == ["generator", "solver"]
 
 
 @pytest.mark.parametrize("review", ["policy", "judge"])

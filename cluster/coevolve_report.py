@@ -13,6 +13,8 @@ from pathlib import Path
 
 EDGE_STEPS = 3  # first / last: the mean of this many steps
 CRITIC_KEYS = ("critic/accuracy", "critic/random_baseline", "critic/majority_baseline")
+CHALLENGER_KEYS = (("challenger/agreement", "solver agreement p"), ("solver/in_band_fraction", "in the band"),
+                   ("challenger/duplicate_fraction", "near-duplicates"), ("pseudo_label/accuracy", "pseudo-label acc."))
 COEVOLUTION_KINDS = ("propose_critic", "delta_rubric", "challenger")
 
 
@@ -56,6 +58,11 @@ def summarize(run_dir) -> dict | None:
     for key in CRITIC_KEYS + ("maturity",):
         first, last = _edges(_series(rows, key))
         out["critic"][key.removeprefix("critic/")] = {"first": first, "last": last}
+    out["challenger"] = {}
+    for key, label in CHALLENGER_KEYS:
+        first, last = _edges(_series(rows, key))
+        if first is not None:
+            out["challenger"][label] = {"first": first, "last": last}
     out["judge"] = {}
     for tag in ("before", "after"):
         path = run_dir / f"critic_eval_{tag}.json"
@@ -96,6 +103,10 @@ def format_summary(s: dict) -> str:
         for key, label in (("accuracy", "critic accuracy"), ("random_baseline", "random pick"),
                            ("majority_baseline", "majority vote"), ("maturity", "maturity")):
             lines.append(f"  {label:<22} {_f(c[key]['first']):>7} {_f(c[key]['last']):>7}")
+    if s.get("challenger"):
+        lines += ["", f"  challenger questions   {'first':>7} {'last':>7}"]
+        for label, v in s["challenger"].items():
+            lines.append(f"  {label:<22} {_f(v['first']):>7} {_f(v['last']):>7}")
     rows = judge_rows(s)
     if rows:
         pairs = (s["judge"].get("after") or s["judge"].get("before"))["pairs"]
@@ -132,8 +143,9 @@ def format_summary(s: dict) -> str:
 
 
 def write_plots(run_dir, out: Path) -> list[Path]:
-    """roles.png (each role's reward per step), judges.png (held-out pairwise accuracy per judging method) and
-    critic.png (critic accuracy against its baselines, maturity)."""
+    """roles.png (each role's reward per step), judges.png (held-out pairwise accuracy per judging method),
+    challenger.png (agreement, band, duplicates, pseudo-label accuracy) and critic.png (critic accuracy against
+    its baselines, maturity)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -176,6 +188,22 @@ def write_plots(run_dir, out: Path) -> list[Path]:
         ax.set_ylim(0, 1.05)
         ax.legend()
         save(fig, "judges.png")
+
+    if _series(rows, "challenger/agreement"):  # R-Zero: how far the solver agrees with itself, and whether rightly
+        fig = Figure(figsize=(7, 4))
+        ax = fig.add_subplot()
+        for key, label, style in (("challenger/agreement", "solver agreement p", "o-"),
+                                  ("solver/in_band_fraction", "questions in the band", "--"),
+                                  ("challenger/duplicate_fraction", "near-duplicate questions", ":"),
+                                  ("pseudo_label/accuracy", "pseudo-label accuracy (checker)", "s-")):
+            series = _series(rows, key)
+            if series:
+                ax.plot(*zip(*series), style, label=label)
+        ax.set(xlabel="step", ylabel="fraction", title="Challenger and solver")
+        ax.set_ylim(0, 1.05)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+        save(fig, "challenger.png")
 
     if _series(rows, "critic/accuracy"):
         fig = Figure(figsize=(7, 4))

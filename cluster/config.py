@@ -373,6 +373,10 @@ class DeltaRubricConfig:
     max_checks: int = 3
     max_response_chars: int = 400  # each response is cut to this many characters when shown
     format_bonus: float = 0.1  # verifier reward: 1 for the right preference, plus this for a parseable one
+    # written after the verifier's checks (not trained on); the verdict is the A or B it then writes in at most
+    # verdict_max_new_tokens tokens. "": the verifier ends with its own "Preference: A|B" line
+    verdict_prefix: str = "\nPreference:"
+    verdict_max_new_tokens: int = 2
     direct_baseline: bool = True  # the same model judging without a checklist, on the held-out pairs
     reward_model_epochs: int = 0  # a scalar reward model trained on the train pairs (epochs; 0 = no baseline)
     reward_model_lr: float = 1.0e-5

@@ -174,6 +174,7 @@ def _delta_rubric(d) -> None:
            f"{where}.heldout_tasks and reward_model_epochs must be >= 0 (0 = off)")
     _check(d.temperature > 0, f"{where}.temperature={d.temperature}: must be > 0")
     _check(d.format_bonus >= 0, f"{where}.format_bonus={d.format_bonus}: must be >= 0")
+    _check(d.verdict_max_new_tokens >= 1, f"{where}.verdict_max_new_tokens={d.verdict_max_new_tokens}: must be >= 1")
     _check(d.reward_model_lr > 0, f"{where}.reward_model_lr={d.reward_model_lr}: must be > 0")
 
 

@@ -1,8 +1,11 @@
 """DeltaRubric's prompts: one model as Disagreement Planner (a checklist of checks that separate two responses)
 and as Checklist Verifier (runs the checks, then states a preference); the direct judge (no checklist) is the
-baseline. The verdict line is "Preference: A" or "Preference: B" (parsed strictly by the judge parser).
+baseline. The verdict line is "Preference: A" or "Preference: B" (parsed strictly by the judge parser); with a
+verdict prefix written for the model ("\nPreference:") the verdict is what follows it (`parse_letter`).
 """
 from __future__ import annotations
+
+import re
 
 VERDICT = "End with one line: 'Preference: A' or 'Preference: B'."
 
@@ -40,3 +43,12 @@ def verifier_prompt(question: str, a: str, b: str, checklist: str, max_chars: in
 
 def direct_prompt(question: str, a: str, b: str, max_chars: int = 400) -> str:
     return DIRECT_TEMPLATE.format(**_fields(question, a, b, max_chars))
+
+
+_LETTER = re.compile(r"^\s*[\[(*\"']*\s*(?:response\s+)?([AB])(?![A-Za-z])", re.IGNORECASE)
+
+
+def parse_letter(text: str) -> str | None:
+    """The verdict after a written "Preference:": A or B first ("A", " (b)", "Response A."), else None."""
+    m = _LETTER.match(text or "")
+    return m.group(1).upper() if m else None

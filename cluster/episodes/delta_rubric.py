@@ -4,7 +4,8 @@
                   environment's reference) vs a wrong one -> train pairs, and held-out pairs on other tasks
     per step   draw algorithm.prompts_per_step train pairs, each shown as (A, B) in a random order
     checklists <- the planner's samples per pair                   (envs/rubric.py planner_prompt)
-    verdicts   <- the verifier's M samples per checklist           (verifier_prompt; "Preference: A|B")
+    verdicts   <- the verifier's M samples per checklist: its checks, then "\nPreference:" written for it (not
+                  trained on) and the A or B it writes next (verdict_prefix; "": its own verdict line)
     rewards    verifier: 1 if its preference is the label, plus format_bonus if it parses
                planner: the mean accuracy of the M verdicts on its checklist
     advantages group-relative per role (planner: per pair, verifier: per checklist)
@@ -25,9 +26,10 @@ from pathlib import Path
 
 from actors.judge import parse_preference
 from cluster.episodes import Episode, EpisodeResult, RoleUpdate
-from cluster.episodes.common import append_records, reward_metrics, to_trajectories, trim_records
+from cluster.episodes.common import append_records, response_ids, reward_metrics, to_trajectories, trim_records
 from cluster.stats import paired_delta, wilson
-from envs.rubric import direct_prompt, planner_prompt, verifier_prompt
+from envs.rubric import direct_prompt, parse_letter, planner_prompt, verifier_prompt
+from trainers.batch import Trajectory
 
 TRAIN_SEED = 2**42 + 1_000_000  # the tasks of the train pairs and of the held-out pairs: seeds no step draws
 HELDOUT_SEED = 2**42 + 2_000_000
@@ -139,21 +141,25 @@ class DeltaRubricEpisode(Episode):
         checklists = [(i, s.text) for i, g in enumerate(pout["samples"]) for s in g]
         ver_prompts = [verifier.encode(verifier_prompt(*shown_pairs[i][:3], c, dc.max_response_chars))
                        for i, c in checklists]
-        vout = verifier.generate(ver_prompts, self._sampling(verifier, dc.verifications, dc.verifier_max_new_tokens),
-                                 seed=cfg.seed * 7919 + step + VERIFIER_SEED)
+        answers, vout = self._verify(verifier, ver_prompts, dc.verifications, dc.temperature,
+                                     seed=cfg.seed * 7919 + step + VERIFIER_SEED)
         t1 = time.perf_counter()
-        verdicts = [[parse_preference(s.text) for s in g] for g in vout["samples"]]
+        verdicts = [[a["verdict"] for a in g] for g in answers]
         labels = [shown_pairs[i][3] for i, _ in checklists]
-        ver_rewards = [verifier_reward(v, lab, dc.format_bonus) for vs, lab in zip(verdicts, labels) for v in vs]
         plan_rewards = [sum(v == lab for v in vs) / len(vs) for vs, lab in zip(verdicts, labels)]
         planned = to_trajectories(plan_prompts, pout["samples"], pout["version"], "planner", self.kind, plan_rewards)
-        verified = to_trajectories(ver_prompts, vout["samples"], vout["version"], "verifier", self.kind, ver_rewards)
+        verified = [Trajectory(prompt_ids=ver_prompts[j], response_ids=a["ids"], behaviour_logprobs=a["logprobs"],
+                               loss_mask=a["mask"], group_id=j, role="verifier", episode=self.kind,
+                               policy_version=vout["version"],
+                               reward=verifier_reward(a["verdict"], lab, dc.format_bonus))
+                    for j, (g, lab) in enumerate(zip(answers, labels)) for a in g]
         ctx.set_advantages("planner", planned)
         ctx.set_advantages("verifier", verified)
         append_records(self.log, [
-            {"step": step, "pair": checklists[j][0], "label": lab, "checklist": checklists[j][1], "planner_reward": plan_rewards[j],
-             "verdicts": vs, "verifier_rewards": [verifier_reward(v, lab, dc.format_bonus) for v in vs],
-             "responses": [s.text for s in vout["samples"][j]]}
+            {"step": step, "pair": checklists[j][0], "label": lab, "checklist": checklists[j][1],
+             "planner_reward": plan_rewards[j], "verdicts": vs,
+             "verifier_rewards": [verifier_reward(v, lab, dc.format_bonus) for v in vs],
+             "responses": [a["text"] for a in answers[j]]}
             for j, (vs, lab) in enumerate(zip(verdicts, labels))])
         flat_verdicts = [v for vs in verdicts for v in vs]
         flat_labels = [lab for vs, lab in zip(verdicts, labels) for _ in vs]
@@ -165,6 +171,34 @@ class DeltaRubricEpisode(Episode):
             "planner": RoleUpdate(planned, "grpo", dc.temperature, recompute_old=pout["off_policy"]),
             "verifier": RoleUpdate(verified, "grpo", dc.temperature, recompute_old=vout["off_policy"]),
         }, metrics)
+
+    def _verify(self, verifier, prompts: list[list[int]], n: int, temperature: float, seed: int):
+        """The verifier's n answers per prompt as [{"ids", "logprobs", "mask", "text", "verdict"}] per prompt, and
+        {"version", "off_policy"}. With verdict_prefix, each answer's checks (without a final end-of-text token) are
+        followed by the prefix (mask 0: written for the model, not trained) and a verdict of at most
+        verdict_max_new_tokens tokens sampled from there; the ids stay exactly as generated."""
+        dc = self.dc
+        sampling = replace(verifier.sampling, n=n, temperature=temperature, max_new_tokens=dc.verifier_max_new_tokens,
+                           cuts_fraction=0.0)
+        out = verifier.generate(prompts, sampling, seed=seed)
+        if not dc.verdict_prefix:
+            return [[{"ids": s.response_ids, "logprobs": s.logprobs, "mask": None, "text": s.text,
+                      "verdict": parse_preference(s.text)} for s in g] for g in out["samples"]], out
+        eos, prefix = verifier.tokenizer.eos_token_id, response_ids(verifier.tokenizer, dc.verdict_prefix)
+        bodies = []
+        for i, g in enumerate(out["samples"]):
+            for s in g:
+                ids = s.response_ids[:-1] if s.response_ids and s.response_ids[-1] == eos else s.response_ids
+                bodies.append((i, ids, s))
+        verdicts = verifier.generate([prompts[i] + ids + prefix for i, ids, _ in bodies],
+                                     replace(sampling, n=1, max_new_tokens=dc.verdict_max_new_tokens), seed=seed + 1)
+        flat = [{"ids": ids + prefix + v[0].response_ids,
+                 "logprobs": s.logprobs[:len(ids)] + [0.0] * len(prefix) + v[0].logprobs,
+                 "mask": [1] * len(ids) + [0] * len(prefix) + [1] * len(v[0].response_ids),
+                 "text": s.text + dc.verdict_prefix + v[0].text, "verdict": parse_letter(v[0].text)}
+                for (_, ids, s), v in zip(bodies, verdicts["samples"])]
+        return [flat[i * n:(i + 1) * n] for i in range(len(prompts))], \
+            {"version": out["version"], "off_policy": out["off_policy"] or verdicts["off_policy"]}
 
     def _sampling(self, policy, n: int, max_new_tokens: int):
         return replace(policy.sampling, n=n, temperature=self.dc.temperature, max_new_tokens=max_new_tokens,
@@ -180,14 +214,17 @@ class DeltaRubricEpisode(Episode):
         plans = planner.generate(prompts, self._greedy(planner, dc.planner_max_new_tokens), seed=HELDOUT_SEED)
         prompts = [verifier.encode(verifier_prompt(q, a, b, g[0].text, dc.max_response_chars))
                    for (q, a, b), g in zip(orders, plans["samples"])]
-        out = verifier.generate(prompts, self._greedy(verifier, dc.verifier_max_new_tokens), seed=HELDOUT_SEED)
-        return [parse_preference(g[0].text) for g in out["samples"]]
+        answers, _ = self._verify(verifier, prompts, 1, 0.0, seed=HELDOUT_SEED)
+        return [g[0]["verdict"] for g in answers]
 
     def _judge_direct(self, orders: list[tuple[str, str, str]]) -> list[str | None]:
+        """The same model asked for the verdict directly (after the verdict prefix, when one is set)."""
         verifier, dc = self.ctx.policy("verifier"), self.dc
-        prompts = [verifier.encode(direct_prompt(q, a, b, dc.max_response_chars)) for q, a, b in orders]
-        out = verifier.generate(prompts, self._greedy(verifier, dc.verifier_max_new_tokens), seed=HELDOUT_SEED)
-        return [parse_preference(g[0].text) for g in out["samples"]]
+        prefix = response_ids(verifier.tokenizer, dc.verdict_prefix.lstrip("\n")) if dc.verdict_prefix else []
+        prompts = [verifier.encode(direct_prompt(q, a, b, dc.max_response_chars)) + prefix for q, a, b in orders]
+        tokens = dc.verdict_max_new_tokens if prefix else dc.verifier_max_new_tokens
+        out = verifier.generate(prompts, self._greedy(verifier, tokens), seed=HELDOUT_SEED)
+        return [parse_letter(g[0].text) if prefix else parse_preference(g[0].text) for g in out["samples"]]
 
     def measure(self, tag: str) -> dict:
         pairs, run_dir = self.pairs["heldout"], self.ctx.run_dir
@@ -242,7 +279,10 @@ class DeltaRubricEpisode(Episode):
 def _train_reward_model(model_path, chat_template, train, held, epochs, lr, seed, out) -> dict:
     from trainers.reward_model import RewardModelTrainer
 
-    trainer = RewardModelTrainer(model_path, chat_template, lr=lr, seed=seed)
+    import os
+
+    # a Ray task gets one torch thread unless told: this one trains alone while the episode waits, on every core
+    trainer = RewardModelTrainer(model_path, chat_template, lr=lr, seed=seed, threads=os.cpu_count() or 1)
     losses = trainer.train(train, epochs)
     hits = trainer.accuracy(held)
     trainer.save(Path(out))

@@ -61,11 +61,53 @@ def test_reward_model_learns_the_train_pairs(tiny_model_path, tmp_path):
     assert loaded.config.num_labels == 1  # loads as a `scalar` judge of the pool
 
 
+class _Engine:
+    """The real transformers rollout backend on the tiny model, called in-process as a policy's generate() would
+    be; it keeps every prompt it was given."""
+
+    def __init__(self, path):
+        from actors.rollout.hf_backend import HFBackend
+        from cluster.config import SamplingConfig
+
+        self.backend, self.received = HFBackend(path), []
+        self.tokenizer, self.sampling = self.backend.tokenizer, SamplingConfig()
+
+    def generate(self, prompts, sampling, seed):
+        self.received.append([list(p) for p in prompts])
+        return {"samples": self.backend.generate(prompts, sampling, seed), "version": 3, "off_policy": False}
+
+
+def test_forced_verdict_keeps_the_generated_ids_and_masks_only_the_written_prefix(tiny_model_path):
+    from cluster.config import DeltaRubricConfig
+    from cluster.episodes.delta_rubric import DeltaRubricEpisode
+
+    episode = object.__new__(DeltaRubricEpisode)
+    episode.dc = DeltaRubricConfig(verifier_max_new_tokens=6, verdict_max_new_tokens=2)
+    engine = _Engine(tiny_model_path)
+    prompts = [engine.tokenizer("Judge 1:", add_special_tokens=False).input_ids,
+               engine.tokenizer("Judge two, please:", add_special_tokens=False).input_ids]
+    answers, out = episode._verify(engine, prompts, n=3, temperature=1.0, seed=5)
+    assert out == {"version": 3, "off_policy": False} and [len(g) for g in answers] == [3, 3]
+    prefix = engine.tokenizer(episode.dc.verdict_prefix, add_special_tokens=False).input_ids
+    first, second = engine.received  # the checks, then the verdict continuations
+    assert first == prompts and len(second) == 6
+    for k, (a, cont) in enumerate(zip([a for g in answers for a in g], second)):
+        body = cont[len(prompts[k // 3]):len(cont) - len(prefix)]
+        assert cont == prompts[k // 3] + body + prefix  # what the engine received for the verdict ...
+        assert a["ids"][:len(body) + len(prefix)] == body + prefix  # ... is what the learner trains on
+        verdict = a["ids"][len(body) + len(prefix):]
+        assert 1 <= len(verdict) <= 2 and len(a["logprobs"]) == len(a["ids"]) == len(a["mask"])
+        assert a["mask"] == [1] * len(body) + [0] * len(prefix) + [1] * len(verdict)
+        assert a["logprobs"][len(body):len(body) + len(prefix)] == [0.0] * len(prefix)
+        assert a["verdict"] in ("A", "B", None)
+
+
 # -- end to end ----------------------------------------------------------------------------------------------------
 BASE = ["schedule=[delta_rubric]", "algorithm.prompts_per_step=2", "episodes.delta_rubric.train_tasks=8",
         "episodes.delta_rubric.heldout_tasks=4", "episodes.delta_rubric.checklists=2",
         "episodes.delta_rubric.verifications=4", "episodes.delta_rubric.planner_max_new_tokens=8",
         "episodes.delta_rubric.verifier_max_new_tokens=8"]
+SCRIPTED = ["episodes.delta_rubric.verdict_prefix=''"]  # a scripted verifier writes its own verdict line
 
 
 def _records(run):
@@ -78,7 +120,7 @@ def test_shared_policy_with_a_scripted_verifier_accounts_every_reward(tmp_path):
 
     run = tmp_path / "shared"
     proc = train(run, "steps=2", "save_every=0", "seed=1", "episodes.delta_rubric.reward_model_epochs=1",
-                 "+scripted.verifier=['Preference: A','Preference: B','A','no verdict']", *BASE)
+                 "+scripted.verifier=['Preference: A','Preference: B','A','no verdict']", *BASE, *SCRIPTED)
     assert "verifier accuracy" in proc.stdout and "judge held-out before (4 pairs" in proc.stdout
     assert "planner + verifier" in proc.stdout  # the summary's judge table
     rows, records = metrics(run), _records(run)
@@ -108,7 +150,7 @@ def test_two_policies_and_resume_reproduce_the_uninterrupted_run(tmp_path):
 
     two = ["+policies.planner={}", "+policies.verifier.model.tiny_layers=1", "+roles.planner=planner",
            "+roles.verifier=verifier", "cluster.num_cpus=8", "episodes.delta_rubric.heldout_tasks=0",
-           "+scripted.verifier=['Preference: A','B','x','Preference: B']", *BASE,
+           "+scripted.verifier=['Preference: A','B','x','Preference: B']", *BASE, *SCRIPTED,
            "episodes.delta_rubric.verifications=3"]  # 3 of 4 cycled verdicts: the checklists of a pair score apart
     full, part = tmp_path / "full", tmp_path / "part"
     train(full, "steps=4", "save_every=2", "seed=6", *two)

@@ -362,7 +362,8 @@ class DeltaRubricConfig:
     """`delta_rubric`: one model as Disagreement Planner (a checklist that separates responses A and B) and
     Checklist Verifier (runs it, states a preference). Pairs: a response the environment accepts vs a wrong one
     for the same task, the wrong ones (and, where it has them, the right ones) the policy's own answers."""
-    train_tasks: int = 64  # tasks whose pairs the roles train on (algorithm.prompts_per_step pairs per step)
+    train_tasks: int = 64  # tasks whose pairs the roles train on
+    pairs_per_step: int = 0  # train pairs drawn per step; 0: algorithm.prompts_per_step
     heldout_tasks: int = 32  # tasks no step draws: their pairs are measured before and after, in both orders
     responses: int = 8  # the policy's answers per task, from which a correct and a wrong one make the pair
     checklists: int = 2  # planner samples per pair (the planner's group)

@@ -170,6 +170,7 @@ def _delta_rubric(d) -> None:
                 "verifier_max_new_tokens", "max_checks", "max_response_chars"):
         _check(getattr(d, key) >= 1, f"{where}.{key}={getattr(d, key)}: must be at least 1")
     _check(d.responses >= 2, f"{where}.responses={d.responses}: a pair needs at least two answers per task")
+    _check(d.pairs_per_step >= 0, f"{where}.pairs_per_step={d.pairs_per_step}: must be >= 0 (0 = prompts_per_step)")
     _check(d.heldout_tasks >= 0 and d.reward_model_epochs >= 0,
            f"{where}.heldout_tasks and reward_model_epochs must be >= 0 (0 = off)")
     _check(d.temperature > 0, f"{where}.temperature={d.temperature}: must be > 0")

@@ -2,7 +2,7 @@
 
     pairs      <- built once: per task, the policy's answers scored by the environment; a correct one (or the
                   environment's reference) vs a wrong one -> train pairs, and held-out pairs on other tasks
-    per step   draw algorithm.prompts_per_step train pairs, each shown as (A, B) in a random order
+    per step   draw pairs_per_step train pairs, each shown as (A, B) in a random order
     checklists <- the planner's samples per pair                   (envs/rubric.py planner_prompt)
     verdicts   <- the verifier's M samples per checklist: its checks, then "\nPreference:" written for it (not
                   trained on) and the A or B it writes next (verdict_prefix; "": its own verdict line)
@@ -131,7 +131,8 @@ class DeltaRubricEpisode(Episode):
         planner, verifier, cfg, dc = ctx.policy("planner"), ctx.policy("verifier"), ctx.cfg, self.dc
         rng = random.Random(cfg.seed * 1_000_003 + step)  # which pairs and which order: a function of (seed, step)
         train = self.pairs["train"]
-        drawn = [(train[rng.randrange(len(train))], rng.random() < 0.5) for _ in range(cfg.algorithm.prompts_per_step)]
+        count = dc.pairs_per_step or cfg.algorithm.prompts_per_step
+        drawn = [(train[rng.randrange(len(train))], rng.random() < 0.5) for _ in range(count)]
         shown_pairs = [(p["question"], *shown(p, flip)) for p, flip in drawn]
         t0 = time.perf_counter()
         plan_prompts = [planner.encode(planner_prompt(q, a, b, dc.max_checks, dc.max_response_chars))

@@ -189,33 +189,28 @@ def write_plots(run_dir, out: Path) -> list[Path]:
         ax.legend()
         save(fig, "judges.png")
 
-    if _series(rows, "challenger/agreement"):  # R-Zero: how far the solver agrees with itself, and whether rightly
+    def lines(curves, ylabel: str, title: str, name: str) -> None:
+        """One line per (metric, label, style) present in the rows, on a 0..1 axis."""
         fig = Figure(figsize=(7, 4))
         ax = fig.add_subplot()
-        for key, label, style in (("challenger/agreement", "solver agreement p", "o-"),
-                                  ("solver/in_band_fraction", "questions in the band", "--"),
-                                  ("challenger/duplicate_fraction", "near-duplicate questions", ":"),
-                                  ("pseudo_label/accuracy", "pseudo-label accuracy (checker)", "s-")):
+        for key, label, style in curves:
             series = _series(rows, key)
             if series:
                 ax.plot(*zip(*series), style, label=label)
-        ax.set(xlabel="step", ylabel="fraction", title="Challenger and solver")
+        ax.set(xlabel="step", ylabel=ylabel, title=title)
         ax.set_ylim(0, 1.05)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
-        save(fig, "challenger.png")
+        save(fig, name)
 
+    if _series(rows, "challenger/agreement"):  # R-Zero: how far the solver agrees with itself, and whether rightly
+        lines((("challenger/agreement", "solver agreement p", "o-"),
+               ("solver/in_band_fraction", "questions in the band", "--"),
+               ("challenger/duplicate_fraction", "near-duplicate questions", ":"),
+               ("pseudo_label/accuracy", "pseudo-label accuracy (checker)", "s-")),
+              "fraction", "Challenger and solver", "challenger.png")
     if _series(rows, "critic/accuracy"):
-        fig = Figure(figsize=(7, 4))
-        ax = fig.add_subplot()
-        for key, label, style in (("critic/accuracy", "critic", "o-"), ("critic/random_baseline", "random pick", ":"),
-                                  ("critic/majority_baseline", "majority vote", "--"), ("maturity", "maturity", "-")):
-            series = _series(rows, key)
-            if series:
-                ax.plot(*zip(*series), style, label=label)
-        ax.set(xlabel="step", ylabel="accuracy on mixed groups", title="Critic against its baselines")
-        ax.set_ylim(0, 1.05)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
-        save(fig, "critic.png")
+        lines((("critic/accuracy", "critic", "o-"), ("critic/random_baseline", "random pick", ":"),
+               ("critic/majority_baseline", "majority vote", "--"), ("maturity", "maturity", "-")),
+              "accuracy on mixed groups", "Critic against its baselines", "critic.png")
     return written

@@ -136,10 +136,25 @@ def format_summary(s: dict) -> str:
                              f"{e['no_pick']:.3f}")
         change = (a or {}).get("change")
         if change:
-            lo, hi = change["delta_ci"]
-            verdict = "larger than its interval" if change["significant"] else "within its interval (could be noise)"
-            lines.append(f"  change  {change['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]: {verdict}")
+            lines.append(_change_line(change))
+        sb, sa = (b or {}).get("sampled"), (a or {}).get("sampled")
+        if sb or sa:
+            e = sa or sb
+            lines.append(f"  sampled picks ({e['samples']} per set at T={e['temperature']:g}): the probability of a "
+                         f"right pick [95% interval]")
+            for tag, e in (("before", sb), ("after", sa)):
+                if e:
+                    lo, hi = e["accuracy_ci"]
+                    lines.append(f"  {tag:<7} accuracy {e['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]")
+            if (sa or {}).get("change"):
+                lines.append(_change_line(sa["change"]))
     return "\n".join(lines)
+
+
+def _change_line(change: dict) -> str:
+    lo, hi = change["delta_ci"]
+    verdict = "larger than its interval" if change["significant"] else "within its interval (could be noise)"
+    return f"  change  {change['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]: {verdict}"
 
 
 def write_plots(run_dir, out: Path) -> list[Path]:

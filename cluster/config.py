@@ -355,6 +355,9 @@ class ProposeCriticConfig:
     # held-out candidate sets (the proposer's k_min answers to tasks no step trains on, mixed sets only) on which
     # the critic's greedy pick is measured before the first step and after the last; 0 = off
     heldout_tasks: int = 0
+    # and its sampled picks: this many per held-out set at critic_temperature (the probability that the critic
+    # picks a best candidate, per set: it moves before a greedy pick flips); 0 = greedy only
+    heldout_samples: int = 8
 
 
 @dataclass

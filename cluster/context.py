@@ -19,9 +19,12 @@ class Context:
         self.cfg, self.run_dir, self.resume_from = cfg, run_dir, resume_from
         strategy = cfg.cluster.placement_strategy
         self.roles = dict(cfg.roles)
-        self.env = EnvFleet(cfg, strategy)
-        self.policies = {name: Policy(name, cfg, pcfg, pcfg.placement_strategy or strategy)
+        # every policy's actors load while the executors start; then each policy's learners join their group
+        self.policies = {name: Policy(name, cfg, pcfg, pcfg.placement_strategy or strategy, start=False)
                          for name, pcfg in resolve_policies(cfg).items()}
+        self.env = EnvFleet(cfg, strategy)
+        for policy in self.policies.values():
+            policy.start()
         self.stand_ins: dict[str, ScriptedPolicy] = {}  # role -> scripted responses in place of sampling
         sp = cfg.selfplay
         if sp.enabled and sp.fixed_proposals:

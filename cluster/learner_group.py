@@ -24,7 +24,10 @@ class LearnerGroup:
     placement group's role name, so that several policies' groups coexist.
     """
 
-    def __init__(self, cfg, model_path: str, strategy: str, *, learner=None, dtype=None, name: str = "learner"):
+    def __init__(self, cfg, model_path: str, strategy: str, *, learner=None, dtype=None, name: str = "learner",
+                 start: bool = True):
+        """start=False: the ranks' actors are created (they load meanwhile) and start() joins them into the
+        process group later (a caller starting other actors meanwhile)."""
         lc = learner if learner is not None else cfg.learner
         self.algo = cfg.algorithm
         self.world_size = lc.world_size
@@ -36,6 +39,22 @@ class LearnerGroup:
                 share=compute_share(cfg, "learner"))
             for r in range(lc.world_size)
         ]
+        self.info: list[dict] | None = None
+        self.settings = LossSettings(
+            policy=PolicyLossConfig(clip_low=self.algo.clip_low, clip_high=self.algo.clip_high,
+                                    aggregation=self.algo.aggregation, kl_coef=self.algo.kl_coef,
+                                    kl_estimator=self.algo.kl_estimator, tis_cap=self.algo.tis_cap,
+                                    max_tokens=cfg.rollout.sampling.max_new_tokens),
+            dpo=PreferenceConfig(beta=self.algo.dpo.beta, loss_type=self.algo.dpo.loss_type,
+                                 label_smoothing=self.algo.dpo.label_smoothing))
+
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Every rank joins the process group (once)."""
+        if self.info is not None:
+            return
         nodes = set(ray.get([w.node_address.remote() for w in self.ranks]))
         if len(nodes) == 1:
             # one node: rendezvous through a file, so no TCP listener is opened
@@ -44,13 +63,6 @@ class LearnerGroup:
         else:  # ranks on several nodes: TCP store on rank 0's node
             host, port = ray.get(self.ranks[0].free_port.remote())
             self.info = self._setup(f"tcp://{host}:{port}")
-        self.settings = LossSettings(
-            policy=PolicyLossConfig(clip_low=self.algo.clip_low, clip_high=self.algo.clip_high,
-                                    aggregation=self.algo.aggregation, kl_coef=self.algo.kl_coef,
-                                    kl_estimator=self.algo.kl_estimator, tis_cap=self.algo.tis_cap,
-                                    max_tokens=cfg.rollout.sampling.max_new_tokens),
-            dpo=PreferenceConfig(beta=self.algo.dpo.beta, loss_type=self.algo.dpo.loss_type,
-                                 label_smoothing=self.algo.dpo.label_smoothing))
 
     def _setup(self, init_method: str) -> list[dict]:
         return ray.get([w.setup.remote(init_method) for w in self.ranks])  # every rank joins at once

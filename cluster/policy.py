@@ -27,14 +27,22 @@ GRPO_KEYS = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_nor
 class Policy:
     scripted = False
 
-    def __init__(self, name: str, cfg, pcfg, strategy: str):
+    def __init__(self, name: str, cfg, pcfg, strategy: str, start: bool = True):
+        """start=False: its rollout workers and learner ranks are launched and load in the background;
+        start() waits for them (the run launches every policy's actors before waiting for any)."""
         self.name, self.pcfg = name, pcfg
         self.cfg = replace(cfg, model=pcfg.model, rollout=pcfg.rollout, learner=pcfg.learner)  # the run, as seen here
         self.model_path = prepare_model(pcfg.model)
         self.tokenizer = load_tokenizer(self.model_path)
         self.version = 0
-        self.rollout = RolloutPool(self.cfg, self.model_path, strategy, name=f"rollout-{name}")
-        self.learners = LearnerGroup(self.cfg, self.model_path, strategy, name=f"learner-{name}")
+        self.rollout = RolloutPool(self.cfg, self.model_path, strategy, name=f"rollout-{name}", wait=False)
+        self.learners = LearnerGroup(self.cfg, self.model_path, strategy, name=f"learner-{name}", start=False)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        self.learners.start()
+        self.rollout.wait_ready()
 
     @property
     def sampling(self):

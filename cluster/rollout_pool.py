@@ -38,7 +38,9 @@ class Pending:
 
 
 class RolloutPool:
-    def __init__(self, cfg, model_path: str, strategy: str, name: str = "rollout"):
+    def __init__(self, cfg, model_path: str, strategy: str, name: str = "rollout", wait: bool = True):
+        """wait=False: the workers start loading and the constructor returns; wait_ready() waits for them
+        (a caller starting other actors meanwhile)."""
         rc = self.rc = cfg.rollout
         self.model_path, self.dtype = model_path, cfg.model.dtype
         self.lora = cfg.learner.lora.rank
@@ -50,7 +52,14 @@ class RolloutPool:
         self.share = compute_share(cfg, "rollout")
         self.pg = reserve(name, [bundle(rc.cpus_per_worker, rc.gpus_per_worker)] * rc.num_workers, strategy)
         self.workers = [self._start(i) for i in range(rc.num_workers)]
-        ray.get([w.ready.remote() for w in self.workers])
+        self._loading = [w.ready.remote() for w in self.workers]
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        if self._loading:
+            ray.get(self._loading)
+            self._loading = []
 
     def _start(self, i: int):
         return RolloutWorker.options(**on_bundle(self.pg, i), max_restarts=0).remote(

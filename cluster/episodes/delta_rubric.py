@@ -108,6 +108,7 @@ class DeltaRubricEpisode(Episode):
         ctx, dc = self.ctx, self.dc
         trim_records(self.log, step)
         if self.pairs is None:
+            t0 = time.time()
             self.pairs = {"train": self._make_pairs(ctx, TRAIN_SEED, dc.train_tasks),
                           "heldout": self._make_pairs(ctx, HELDOUT_SEED, dc.heldout_tasks) if dc.heldout_tasks else []}
             if not self.pairs["train"]:
@@ -118,7 +119,7 @@ class DeltaRubricEpisode(Episode):
                                   "env.difficulty or more episodes.delta_rubric.responses")
             n = {k: len(v) for k, v in self.pairs.items()}
             print(f"evoforge: delta_rubric: {n['train']} train pairs from {dc.train_tasks} tasks, {n['heldout']} "
-                  f"held-out pairs from {dc.heldout_tasks}", flush=True)
+                  f"held-out pairs from {dc.heldout_tasks} ({time.time() - t0:.0f} s)", flush=True)
         if self.pairs["heldout"] and step == 0:
             self.measure("before")
 
@@ -228,7 +229,7 @@ class DeltaRubricEpisode(Episode):
         return [parse_letter(g[0].text) if prefix else parse_preference(g[0].text) for g in out["samples"]]
 
     def measure(self, tag: str) -> dict:
-        pairs, run_dir = self.pairs["heldout"], self.ctx.run_dir
+        pairs, run_dir, t0 = self.pairs["heldout"], self.ctx.run_dir, time.time()
         ab = [(p["question"], p["chosen"], p["rejected"]) for p in pairs]
         ba = [(p["question"], p["rejected"], p["chosen"]) for p in pairs]
         verdicts = self._judge_rubric(ab + ba)
@@ -251,7 +252,8 @@ class DeltaRubricEpisode(Episode):
         (run_dir / f"judge_eval_{tag}.json").write_text(json.dumps(row, indent=1))
         text = ", ".join(f"{name} {m['accuracy']:.3f} [{m['accuracy_ci'][0]:.3f}, {m['accuracy_ci'][1]:.3f}]"
                          for name, m in methods.items())
-        print(f"evoforge: judge held-out {tag} ({len(pairs)} pairs, both orders): {text}", flush=True)
+        print(f"evoforge: judge held-out {tag} ({len(pairs)} pairs, both orders): {text} ({time.time() - t0:.0f} s)",
+              flush=True)
         return row
 
     def _reward_model(self) -> dict:

@@ -15,7 +15,8 @@ candidates at the best score) and majority vote over the candidates' answers. Ev
 to run_dir/episodes/propose_critic.jsonl (candidate scores, shown order, picks, rewards).
 
 Held-out (`heldout_tasks` > 0): candidate sets on tasks no step draws, made once by the proposer before the
-first step; the critic's greedy pick on them before and after -> run_dir/critic_eval_<before|after>.json.
+first step; the critic's greedy pick on them before and after, and (`heldout_samples`) its sampled picks: per
+set, the fraction that pick a best candidate, paired before/after -> run_dir/critic_eval_<before|after>.json.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cluster.episodes import Episode, EpisodeResult, RoleUpdate
-from cluster.stats import paired_delta, wilson
+from cluster.stats import mean_interval, paired_delta, wilson
 from cluster.episodes.common import (append_records, response_ids, reward_metrics, scale_advantages,
                                      to_trajectories, trim_records)
 from envs.critique import majority_index, parse_pick, render_candidates
@@ -86,7 +87,10 @@ class ProposeCriticEpisode(Episode):
         heldout_tasks: the held-out candidate sets are made and the critic measured on them."""
         trim_records(self.log, step)
         if self.pc.heldout_tasks and self.heldout is None:
+            t0 = time.time()
             self.heldout = self._heldout_sets(self.ctx)
+            print(f"evoforge: propose_critic: {len(self.heldout)} held-out candidate sets (mixed) from "
+                  f"{self.pc.heldout_tasks} tasks ({time.time() - t0:.0f} s)", flush=True)
         if self.heldout is not None and step == 0:
             self.measure("before")
 
@@ -196,7 +200,7 @@ class ProposeCriticEpisode(Episode):
     def measure(self, tag: str) -> dict:
         """The critic's greedy pick on the held-out sets: accuracy with its 95% interval, the random and majority
         baselines on the same sets -> run_dir/critic_eval_<tag>.json (and, after, the paired change)."""
-        critic, sets, run_dir = self.ctx.policy("critic"), self.heldout, self.ctx.run_dir
+        critic, sets, run_dir, t0 = self.ctx.policy("critic"), self.heldout, self.ctx.run_dir, time.time()
         greedy = replace(critic.sampling, n=1, temperature=0.0, max_new_tokens=self.pc.critic_max_new_tokens,
                          cuts_fraction=0.0)
         out = critic.generate(self._critic_prompts(critic, sets), greedy, seed=HELDOUT_SEED)
@@ -212,16 +216,40 @@ class ProposeCriticEpisode(Episode):
                                         for s in sets) / max(n, 1),
                "no_pick": sum(j["chosen"][0] is None for j in judged) / max(n, 1), "hits": hits,
                "picks": [g[0].text for g in out["samples"]]}
+        if self.pc.heldout_samples:
+            row["sampled"] = self._sampled(critic, sets)
         before = run_dir / "critic_eval_before.json"
         if tag == "after" and before.is_file() and n:
             earlier = json.loads(before.read_text())
             if len(earlier["hits"]) == n:
                 row["change"] = paired_delta(earlier["hits"], hits)
+            if "sampled" in row and len(earlier.get("sampled", {}).get("rates", [])) == n:
+                row["sampled"]["change"] = paired_delta(earlier["sampled"]["rates"], row["sampled"]["rates"])
         (run_dir / f"critic_eval_{tag}.json").write_text(json.dumps(row, indent=1))
         lo, hi = row["accuracy_ci"]
         print(f"evoforge: critic held-out {tag}: accuracy {row['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {n} candidate "
               f"sets (random {row['random_baseline']:.3f}, majority {row['majority_baseline']:.3f})", flush=True)
+        if "sampled" in row:
+            e = row["sampled"]
+            print(f"evoforge: critic held-out {tag}: sampled picks ({e['samples']} per set at T={e['temperature']:g}) "
+                  f"accuracy {e['accuracy']:.3f} [{e['accuracy_ci'][0]:.3f}, {e['accuracy_ci'][1]:.3f}] "
+                  f"({time.time() - t0:.0f} s)", flush=True)
         return row
+
+    def _sampled(self, critic, sets: list[dict]) -> dict:
+        """heldout_samples picks per set at critic_temperature, the same seed before and after: per set the
+        fraction that pick a best candidate (the critic's probability of a right pick)."""
+        pc, k = self.pc, self.pc.k_min
+        sampling = replace(critic.sampling, n=pc.heldout_samples, temperature=pc.critic_temperature,
+                           max_new_tokens=pc.critic_max_new_tokens, cuts_fraction=0.0)
+        out = critic.generate(self._critic_prompts(critic, sets), sampling, seed=HELDOUT_SEED + 1)
+        rates = []
+        for s, g in zip(sets, out["samples"]):
+            picks = [parse_pick(pc.critic_prefix + x.text, k) for x in g]
+            rates.append(sum(judge_group(s["scores"], s["order"], picks)["hits"]) / len(g))
+        n = len(rates)
+        return {"samples": pc.heldout_samples, "temperature": pc.critic_temperature,
+                "accuracy": sum(rates) / max(n, 1), "accuracy_ci": list(mean_interval(rates)), "rates": rates}
 
     def save(self, folder: Path) -> None:
         out = folder / "episodes" / self.kind

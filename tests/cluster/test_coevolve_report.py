@@ -19,8 +19,11 @@ def _run(tmp_path, steps=5, heldout=True):
         for tag, acc in (("before", 0.25), ("after", 0.5)):
             row = {"tag": tag, "sets": 8, "k": 4, "accuracy": acc, "accuracy_ci": [acc - 0.2, acc + 0.2],
                    "random_baseline": 0.3, "majority_baseline": 0.6, "no_pick": 0.125, "hits": []}
+            row["sampled"] = {"samples": 8, "temperature": 1.0, "accuracy": acc - 0.05,
+                              "accuracy_ci": [acc - 0.15, acc + 0.05], "rates": []}
             if tag == "after":
                 row["change"] = {"delta": 0.25, "delta_ci": [0.05, 0.45], "significant": True}
+                row["sampled"]["change"] = {"delta": 0.1, "delta_ci": [-0.02, 0.22], "significant": False}
             (tmp_path / f"critic_eval_{tag}.json").write_text(json.dumps(row))
     return tmp_path
 
@@ -34,6 +37,8 @@ def test_summary_means_the_edge_steps_per_role_and_reads_the_heldout_files(tmp_p
     text = format_summary(summarize(tmp_path))
     assert text.startswith("co-evolution: 5 steps")
     assert "critic on 8 held-out candidate sets" in text and "change  +0.250 [+0.050, +0.450]: larger than" in text
+    assert "sampled picks (8 per set at T=1)" in text and "after   accuracy 0.450 [0.350, 0.550]" in text
+    assert "change  +0.100 [-0.020, +0.220]: within its interval" in text
     assert "majority vote" in text and "reward: -" not in text  # no solver rows: no empty solver line
     names = sorted(p.name for p in write_plots(tmp_path))
     assert names == ["critic.png", "roles.png"]

@@ -59,7 +59,8 @@ def test_shared_policy_with_a_scripted_critic_accounts_every_reward(tmp_path):
 
     run = tmp_path / "shared"
     # the critic always answers these four: candidate 2, candidate 1, no number, a number out of range
-    proc = train(run, "steps=3", "save_every=0", "seed=2", "+scripted.critic=[2,'1 is right',none,9]", *BASE)
+    proc = train(run, "steps=3", "save_every=3", "seed=2", "+scripted.critic=[2,'1 is right',none,9]",
+                 "episodes.propose_critic.heldout_tasks=24", "episodes.propose_critic.heldout_samples=8", *BASE)
     assert "critic " in proc.stdout and "maturity" in proc.stdout  # the console line
     rows, records = metrics(run), _records(run)
     assert [r["kind"] for r in rows] == ["propose_critic"] * 3 and len(records) == 3 * 4
@@ -85,6 +86,22 @@ def test_shared_policy_with_a_scripted_critic_accounts_every_reward(tmp_path):
         assert row["maturity"] == pytest.approx(m)
         assert row["critic/no_pick_fraction"] == 0.5
     assert any(r["mixed"] for r in records)
+    # held-out sets: the greedy pick is response (set index mod 4); the 8 samples of a set cycle all four twice
+    sets = json.loads((run / "checkpoints" / "step_000003" / "episodes" / "propose_critic" / "heldout.json")
+                      .read_text())
+    assert sets and all(max(s["scores"]) > min(s["scores"]) for s in sets)  # mixed sets only
+    best = [[s["scores"][c] == max(s["scores"]) for c in s["order"]] for s in sets]  # by shown position
+    greedy = [b[1] if i % 4 == 0 else b[0] if i % 4 == 1 else False for i, b in enumerate(best)]
+    rates = [(b[1] + b[0]) / 4 for b in best]
+    for tag in ("before", "after"):
+        e = json.loads((run / f"critic_eval_{tag}.json").read_text())
+        assert e["sets"] == len(sets) and e["hits"] == [float(g) for g in greedy]
+        assert e["sampled"]["rates"] == pytest.approx(rates)
+        assert e["sampled"]["accuracy"] == pytest.approx(sum(rates) / len(rates))
+        assert e["no_pick"] == pytest.approx(sum(i % 4 >= 2 for i in range(len(sets))) / len(sets))
+    change = e["sampled"]["change"]  # the same scripted picks: no change, an interval of zero width
+    assert change["delta"] == 0 and change["delta_ci"] == [0, 0] and not change["significant"]
+    assert "sampled picks (8 per set" in proc.stdout
     last = rows[-1]  # one policy for both roles: the critic's update comes after the proposer's, on the same counter
     assert last["critic/policy_version"] - last["proposer/policy_version"] == 1 - last["critic/update/skipped"]
 
@@ -96,18 +113,18 @@ def test_two_policies_and_resume_reproduce_the_uninterrupted_run(tmp_path):
     two = ["+policies.proposer={}", "+policies.critic.model.tiny_layers=1", "+roles.proposer=proposer",
            "+roles.critic=critic", "cluster.num_cpus=8", *BASE]
     full, part = tmp_path / "full", tmp_path / "part"
-    train(full, "steps=4", "save_every=2", "seed=4", *two)
+    train(full, "steps=3", "save_every=2", "seed=4", *two)
     rows = metrics(full)
     assert rows[-1]["policy_version/critic"] >= 1 and rows[-1]["policy_version/proposer"] >= 1
     state = json.loads((full / "checkpoints" / "step_000002" / "episodes" / "propose_critic" / "state.json")
                        .read_text())
     assert state["maturity"] == pytest.approx(rows[1]["maturity"])
-    shutil.copytree(full, part, ignore=shutil.ignore_patterns("step_000004"))
+    shutil.copytree(full, part, ignore=shutil.ignore_patterns("step_000003"))
     (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
-    train(part, "steps=4", "save_every=2", "seed=4", f"resume={part}", *two)
+    train(part, "steps=3", "save_every=2", "seed=4", f"resume={part}", *two)
     b = metrics(part)
-    assert [r["step"] for r in b] == list(range(4))
-    assert len(_records(part)) == len(_records(full)) == 16  # the records past the checkpoint were replaced
+    assert [r["step"] for r in b] == list(range(3))
+    assert len(_records(part)) == len(_records(full)) == 12  # the records past the checkpoint were replaced
     for key in ("proposer/reward/mean", "critic/reward/mean", "maturity", "proposer/loss", "critic/loss",
                 "policy_version/proposer", "policy_version/critic"):
         assert [r.get(key) for r in rows[2:]] == pytest.approx([r.get(key) for r in b[2:]], abs=1e-6), key

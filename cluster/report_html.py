@@ -227,10 +227,22 @@ def coevolution(co: dict | None) -> Html:
                         [[t, num(e["accuracy"]), interval(e["accuracy_ci"]), num(e["random_baseline"]),
                           num(e["majority_baseline"]), num(e["no_pick"])] for t, e in evals], numeric=range(1, 6))]
         if change:
-            parts.append(tag("p", f"change {num(change['delta'], sign=True)} {interval(change['delta_ci'])}: "
-                                  + ("larger than its interval" if change["significant"]
-                                     else "within its interval (could be noise)")))
+            parts.append(_paired_change(change))
+        sampled = [(t, e["sampled"]) for t, e in evals if e.get("sampled")]
+        if sampled:
+            first = sampled[0][1]
+            parts += [tag("h3", f"Critic's sampled picks ({first['samples']} per set at T={first['temperature']:g}): "
+                                "its probability of a right pick"),
+                      table(["", "accuracy", "95% CI"], [[t, num(e["accuracy"]), interval(e["accuracy_ci"])]
+                                                         for t, e in sampled], numeric=[1, 2])]
+            if sampled[-1][1].get("change"):
+                parts.append(_paired_change(sampled[-1][1]["change"]))
     return section("Co-evolution", *parts, id_="coevolution")
+
+
+def _paired_change(change: dict) -> Html:
+    return tag("p", f"change {num(change['delta'], sign=True)} {interval(change['delta_ci'])}: "
+                    + ("larger than its interval" if change["significant"] else "within its interval (could be noise)"))
 
 
 def plots(paths: list[Path]) -> Html:

@@ -44,6 +44,7 @@ def test_summary_means_the_edge_steps_per_role_and_reads_the_heldout_files(tmp_p
     assert names == ["critic.png", "roles.png"]
     page = render(tmp_path, [])
     assert 'id="coevolution"' in page and "held-out candidate sets" in page and "solver reward" not in page
+    assert "sampled picks (8 per set at T=1)" in page and "+0.100" in page
 
 
 def test_runs_without_coevolution_rows_have_no_section(tmp_path):

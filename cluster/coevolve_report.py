@@ -151,10 +151,14 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+def change_verdict(change: dict) -> str:
+    """What a paired change says, in the words the summary and the report page share."""
+    return "larger than its interval" if change["significant"] else "within its interval (could be noise)"
+
+
 def _change_line(change: dict) -> str:
     lo, hi = change["delta_ci"]
-    verdict = "larger than its interval" if change["significant"] else "within its interval (could be noise)"
-    return f"  change  {change['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]: {verdict}"
+    return f"  change  {change['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]: {change_verdict(change)}"
 
 
 def write_plots(run_dir, out: Path) -> list[Path]:

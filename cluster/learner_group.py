@@ -47,7 +47,6 @@ class LearnerGroup:
                                     max_tokens=cfg.rollout.sampling.max_new_tokens),
             dpo=PreferenceConfig(beta=self.algo.dpo.beta, loss_type=self.algo.dpo.loss_type,
                                  label_smoothing=self.algo.dpo.label_smoothing))
-
         if start:
             self.start()
 

@@ -242,7 +242,7 @@ def coevolution(co: dict | None) -> Html:
 
 def _paired_change(change: dict) -> Html:
     return tag("p", f"change {num(change['delta'], sign=True)} {interval(change['delta_ci'])}: "
-                    + ("larger than its interval" if change["significant"] else "within its interval (could be noise)"))
+                    + co_report.change_verdict(change))
 
 
 def plots(paths: list[Path]) -> Html:

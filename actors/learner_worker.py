@@ -121,6 +121,9 @@ class LearnerWorker:
 
         obj = get_objective(objective)
         ref = self._reference() if obj.needs_reference(settings) else None
+        lr = self.cfg.objective_lr.get(objective, self.cfg.lr)  # learner.objective_lr: this objective's own
+        for group in self.engine.optimizer.param_groups:
+            group["lr"] = lr
         self.engine.train()
         start = time.perf_counter()
         minis_on_device = [[m.trimmed().to(self.device) for m in minis] for minis in plan.minibatches]

@@ -24,7 +24,7 @@ class StaleWeightsError(RuntimeError):
 
 
 def make_backend(name: str, model_path: str, dtype: str, device: str, lora_rank: int = 0, sleep_mode: bool = False,
-                 max_model_len: int = 2048):
+                 max_model_len: int = 2048, cpu_kv_cache_gib: float = 1.0):
     """lora_rank > 0: the engine serves LoRA adapters (vLLM only); sleep_mode: it can free the GPU (vLLM only)."""
     if name == "hf":
         from actors.rollout.hf_backend import HFBackend
@@ -34,19 +34,21 @@ def make_backend(name: str, model_path: str, dtype: str, device: str, lora_rank:
         from actors.rollout.vllm_backend import VLLMBackend
 
         return VLLMBackend(model_path, dtype, device, max_model_len=max_model_len, lora_rank=lora_rank,
-                           sleep_mode=sleep_mode)
+                           sleep_mode=sleep_mode, cpu_kv_cache_gib=cpu_kv_cache_gib)
     raise ValueError(f"rollout.backend={name!r}: available backends are 'hf', 'vllm'")
 
 
 @ray.remote
 class RolloutWorker:
     def __init__(self, index: int, model_path: str, backend: str = "hf", dtype: str = "float32", threads: int = 0,
-                 lora_rank: int = 0, sleep_mode: bool = False, max_model_len: int = 2048, share: int = 1):
+                 lora_rank: int = 0, sleep_mode: bool = False, max_model_len: int = 2048, share: int = 1,
+                 cpu_kv_cache_gib: float = 1.0):
         """threads: torch threads; 0 = this node's cores split among `share` processes computing at once."""
         torch.set_num_threads(auto_threads(threads, share))
         device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
         self.index = index
-        self.engine = make_backend(backend, model_path, dtype, device, lora_rank, sleep_mode, max_model_len)
+        self.engine = make_backend(backend, model_path, dtype, device, lora_rank, sleep_mode, max_model_len,
+                                   cpu_kv_cache_gib)
         self.version = 0
         self.sync_group, self.sync_manifest, self._sync_buffer = None, None, None
 

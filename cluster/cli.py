@@ -16,6 +16,8 @@ commands:
   env show NAME --run DIR   an environment of a run's library: source, gate reports, calibration, usage
   env check PATH      run the admission gates L1-L3 on an environment file in the sandbox (--json)
   report RUN          write RUN/report.html: one self-contained page of a finished run (--out PATH)
+  replay RUN          a memory-agent run's episodes; --episode N prints one transcript (tool calls, outputs,
+                      deletions, reward)
 
 examples:
   evoforge train                         GRPO on the tiny model, embedded local Ray cluster
@@ -51,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         from cluster.report_html import main as report_main
 
         return report_main(rest)
+    if command == "replay":
+        from cluster.replay import main as replay_main
+
+        return replay_main(rest)
     print(f"evoforge: unknown command {command!r}; try `evoforge --help`", file=sys.stderr)
     return 2
 

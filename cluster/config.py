@@ -29,6 +29,7 @@ class ModelConfig:
     tiny_kv_heads: int = 1
     tiny_intermediate: int = 128
     tiny_seed: int = 0
+    tiny_max_positions: int = 512  # the longest sequence it accepts (character tokens)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class RolloutConfig:
     gpus_per_worker: float = 0.0
     threads: int = 0  # torch threads inside each worker (CPU); 0 = the node's cores / the processes computing at once
     max_model_len: int = 2048  # vLLM: longest prompt + response (capped at the model's own limit)
+    cpu_kv_cache_gib: float = 1.0  # vLLM on CPU: GiB of KV cache (more: more long sequences at once, no preemption)
     # how new weights reach the engines: object_store (rank 0 packs one buffer, every worker reads it) |
     # broadcast (a process group from learner rank 0 to the engines: NCCL on GPU, gloo on CPU) |
     # auto (broadcast when rollout workers have GPUs and are not colocated, else object_store)
@@ -93,6 +95,8 @@ class LearnerConfig:
     micro_batch_size: int = 0  # 0 = the whole local shard in one micro batch
     optimizer: str = "torch_adamw"  # torch_adamw (nothing compiled) | deepspeed_adam
     lr: float = 1e-6  # conf/model/*.yaml set a value suited to each model
+    # a learning rate for one objective's updates, e.g. {sft: 2.0e-5} for a warm start before GRPO at `lr`
+    objective_lr: dict[str, float] = field(default_factory=dict)
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     grad_clip: float = 1.0
@@ -405,12 +409,44 @@ class ChallengerConfig:
 
 
 @dataclass
+class MemoryConfig:
+    """Memory-agent episodes (memory_agent, memory_expert, memagent): procedural long-document QA
+    (envs/longdoc.py) answered with the memory tools (envs/tools/) over many turns."""
+    kinds: list[str] = field(default_factory=lambda: ["needle", "multihop", "count"])
+    lengths: list[int] = field(default_factory=lambda: [2000, 8000, 32000, 64000])  # document words
+    tasks_per_step: int = 0  # 0: algorithm.prompts_per_step; each task gets rollout.sampling.n episodes
+    expert_tasks_per_step: int = 0  # memory_expert's tasks (one episode each); 0: as tasks_per_step
+    max_turns: int = 12
+    max_context: int = 2048  # tokens the agent sees plus one turn's output (<= rollout.max_model_len)
+    turn_max_new_tokens: int = 96
+    max_malformed: int = 3  # malformed tool calls before an episode stops
+    tool_timeout_s: float = 5.0
+    context_penalty: float = 0.0  # reward -= penalty * peak context / max_context
+    heldout_tasks: int = 0  # held-out tasks (cycling kinds x lengths) measured before and after
+    heldout_baselines: list[str] = field(default_factory=lambda: ["truncated", "memagent"])
+    baselines_after: bool = True  # the baselines again after training (false: before only, as reference points)
+    truncated_words: int = 1000  # the one-turn baseline reads the document's first words
+    answer_max_new_tokens: int = 16
+    expert_chunk_size: int = 200  # the scripted expert's buildIndex arguments
+    expert_overlap: int = 20
+    expert_reasoning: bool = True  # the expert writes one reason line before each call (false: calls only)
+    # the expert notes a read chunk's facts and deletes the chunk once the context passes this fraction of
+    # max_context (0: after every read)
+    expert_free_context_at: float = 0.0
+    stop_at_call_end: bool = True  # generation stops at </tool_call> (no text after the call)
+    memagent_chunk_words: int = 400
+    memagent_memory_tokens: int = 64  # the memory it overwrites after each chunk
+    memagent_max_chunks: int = 16  # reads at most this many chunks, then answers
+
+
+@dataclass
 class EpisodesConfig:
     task: TaskEpisodeConfig = field(default_factory=TaskEpisodeConfig)
     distill: DistillEpisodeConfig = field(default_factory=DistillEpisodeConfig)
     propose_critic: ProposeCriticConfig = field(default_factory=ProposeCriticConfig)
     delta_rubric: DeltaRubricConfig = field(default_factory=DeltaRubricConfig)
     challenger: ChallengerConfig = field(default_factory=ChallengerConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
 
 @dataclass
@@ -431,6 +467,8 @@ class TrainConfig:
     # episode kinds in order, repeated: a pure function of the step. Empty: [task], or in self-play
     # selfplay.generator_every x task then evoenv
     schedule: list[str] = field(default_factory=list)
+    # kinds run once before the schedule repeats, e.g. [memory_expert, memory_expert]: an sft warm start
+    schedule_warmup: list[str] = field(default_factory=list)
     episodes: EpisodesConfig = field(default_factory=EpisodesConfig)
     judges: dict[str, Any] = field(default_factory=dict)  # judges.<name>: JudgeConfig keys; the run's judge pool
     # role -> fixed responses (cycled) in place of the role's samples, e.g. +scripted.critic='[1,2]': scripted

@@ -2,7 +2,7 @@
 
     held-out accuracy before (heldout.tasks)
     for step:
-        kind <- schedule(step)                       # config pattern, e.g. [task, task, task, evoenv]
+        kind <- schedule(step)                       # warm-up kinds once, then a pattern, e.g. [task, task, evoenv]
         trajectories per role, metrics <- episode[kind].run(step, ctx)
         start the next steps' rollouts (rollout.max_staleness > 0: they overlap the update)
         for each role: its policy's update with the role's objective, then weight sync
@@ -25,7 +25,7 @@ class Driver:
     def __init__(self, cfg, run_dir: Path, resolved_config: dict):
         self.cfg, self.run_dir, self.step = cfg, run_dir, 0
         resume_from = ckpt.find_checkpoint(cfg.resume) if cfg.resume else None
-        self.schedule = Schedule(cfg.schedule or default_pattern(cfg))
+        self.schedule = Schedule(cfg.schedule or default_pattern(cfg), cfg.schedule_warmup)
         self.ctx = Context(cfg, run_dir, resume_from)
         if resume_from is not None:
             state = ckpt.read_driver_state(resume_from)

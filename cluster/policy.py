@@ -99,7 +99,7 @@ class Policy:
         keep = GRPO_KEYS if objective == "grpo" else {"loss": 0.0, "grad_norm": 0.0}
         row = {k: learner.get(k, default) for k, default in keep.items()}
         row.update({k: v for k, v in learner.items()
-                    if k.startswith((f"{objective}/", "update/")) or k == "tis_weight_mean"})
+                    if k.startswith((f"{objective}/", "update/")) or k in ("tis_weight_mean", "lr")})
         row.update({"policy_version": self.version, "weight_sync/seconds": t2 - t1,
                     "weight_sync/bytes": sync["bytes"], "timing/update": t1 - t0, "update/skipped": skipped,
                     "rollout/staleness": float(stale)})

@@ -33,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cluster import coevolve_report
+from cluster import coevolve_report, memory_report
 from envs.gates import PROPOSAL_GATES
 
 GATES = PROPOSAL_GATES  # in the order proposals meet them
@@ -127,6 +127,7 @@ def summarize(run_dir) -> dict:
         "calibration": calibration_rows(run_dir),
         "generator_heldout": generator_heldout(run_dir),
         "coevolution": coevolve_report.summarize(run_dir),
+        "memory": memory_report.summarize(run_dir),
     }
 
 
@@ -298,9 +299,11 @@ def format_summary(summary: dict) -> str:
     """The summary as text: one table per part, every gate listed (zeros too)."""
     f, lib = summary["funnel"], summary["library"]
     proposals = f["proposals"]
-    co = summary.get("coevolution")
-    if co and not summary["solver_steps"] and not summary["generator_steps"]:  # co-evolution episodes only
-        return "\n".join([coevolve_report.format_summary(co)] + _held_out_lines(summary))
+    co, memory = summary.get("coevolution"), summary.get("memory")
+    if (co or memory) and not summary["solver_steps"] and not summary["generator_steps"]:  # no task/evoenv steps
+        parts = ([coevolve_report.format_summary(co)] if co else []) + (
+            [memory_report.format_summary(memory)] if memory else [])
+        return "\n".join(["\n\n".join(parts)] + _held_out_lines(summary))
     if not summary["generator_steps"] and not proposals and lib["start"] is None:  # no self-play in this run
         lines = [f"steps: {summary['steps']}",
                  f"reward: {_fmt(summary['solver_reward']['before'])} -> {_fmt(summary['solver_reward']['after'])}"
@@ -457,6 +460,7 @@ def write_plots(run_dir, out_dir=None) -> list[Path]:
         ax.set_ylim(0, max(1, max(counts)) * 1.15)
         save(fig, "funnel.png")
     written += coevolve_report.write_plots(run_dir, out)  # roles.png, critic.png for co-evolution episodes
+    written += memory_report.write_plots(run_dir, out)  # memory_heldout.png, memory_training.png
     return written
 
 

@@ -64,7 +64,8 @@ class RolloutPool:
     def _start(self, i: int):
         return RolloutWorker.options(**on_bundle(self.pg, i), max_restarts=0).remote(
             i, self.model_path, self.rc.backend, self.dtype, self.rc.threads,
-            self.lora if self.adapter_only else 0, self.rc.colocate, self.rc.max_model_len, self.share)
+            self.lora if self.adapter_only else 0, self.rc.colocate, self.rc.max_model_len, self.share,
+            self.rc.cpu_kv_cache_gib)
 
     def _restart(self, i: int) -> None:
         try:

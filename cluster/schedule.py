@@ -1,5 +1,5 @@
-"""Which episode kind runs at a step: a pattern from config, repeated; a pure function of the step,
-so a resumed run needs no schedule state."""
+"""Which episode kind runs at a step: the warm-up kinds once (e.g. an sft warm start), then a pattern from
+config, repeated; a pure function of the step, so a resumed run needs no schedule state."""
 from __future__ import annotations
 
 
@@ -11,13 +11,15 @@ def default_pattern(cfg) -> list[str]:
 
 
 class Schedule:
-    def __init__(self, pattern: list[str]):
+    def __init__(self, pattern: list[str], warmup: list[str] = ()):
         if not pattern:
             raise ValueError("a schedule needs at least one episode kind")
-        self.pattern = list(pattern)
+        self.pattern, self.warmup = list(pattern), list(warmup)
 
     def kind(self, step: int) -> str:
-        return self.pattern[step % len(self.pattern)]
+        if step < len(self.warmup):
+            return self.warmup[step]
+        return self.pattern[(step - len(self.warmup)) % len(self.pattern)]
 
     def kinds(self) -> list[str]:
-        return list(dict.fromkeys(self.pattern))  # each kind once, in order of first use
+        return list(dict.fromkeys(self.warmup + self.pattern))  # each kind once, in order of first use

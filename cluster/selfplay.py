@@ -136,7 +136,9 @@ class EvoEnv:
         (in_band false). Returns the records."""
         from cluster.calibration import CalibrationCache, cache_key, nearest_to_band
 
-        cache = CalibrationCache(Path(self.cfg.model.cache_dir) / "calibration")
+        from trainers.models import _cache_root
+
+        cache = CalibrationCache(_cache_root(self.cfg.model.cache_dir) / "calibration")
         sampling = {k: getattr(self.solver.sampling, k) for k in ("temperature", "top_p", "top_k", "min_p",
                                                                    "max_new_tokens", "stop")}
         search = {"difficulties": sorted(self.sp.difficulties), "band": list(self.sp.band),

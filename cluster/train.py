@@ -33,7 +33,10 @@ def run(cfg, run_dir: Path, resolved: dict) -> dict:
         stop_ray()
     from cluster.coevolve_report import COEVOLUTION_KINDS
 
-    coevolution = any(kind in COEVOLUTION_KINDS for kind in cfg.schedule)
+    from cluster.memory_report import MEMORY_KINDS
+
+    kinds = set(cfg.schedule) | set(cfg.schedule_warmup)
+    coevolution = any(kind in COEVOLUTION_KINDS + MEMORY_KINDS for kind in kinds)
     if cfg.selfplay.enabled or cfg.heldout.tasks or coevolution:  # funnel, library, rewards, held-out; plots
         from cluster.report import print_summary
 

@@ -83,6 +83,9 @@ def validate(cfg) -> None:
 def _policy(lc, rc, where: str) -> None:
     _check(lc.zero_stage in (0, 1, 2, 3), f"{where}learner.zero_stage={lc.zero_stage}: use 2 or 3 (0 and 1 also work)")
     _check(lc.world_size >= 1, f"{where}learner.world_size={lc.world_size}: must be at least 1")
+    for name, lr in lc.objective_lr.items():
+        _check(name in ("grpo", "dpo", "sft") and lr > 0,
+               f"{where}learner.objective_lr.{name}={lr}: a learning rate > 0 for grpo, dpo or sft")
     _check(lc.threads >= 0, f"{where}learner.threads={lc.threads}: torch threads per rank (0 = the node's cores "
                             "shared by the ranks)")
     _check(lc.compute_dtype in ("auto", "float32", "bfloat16"),
@@ -115,7 +118,7 @@ def _episodes(cfg, policies: dict) -> None:
     from cluster.schedule import default_pattern
 
     kinds = episode_kinds()
-    pattern = list(cfg.schedule) or default_pattern(cfg)
+    pattern = list(cfg.schedule_warmup) + (list(cfg.schedule) or default_pattern(cfg))
     for kind in pattern:
         _check(kind in kinds, f"schedule: unknown episode kind {kind!r}: use {', '.join(kinds)}")
     _check("evoenv" not in pattern or cfg.selfplay.enabled,
@@ -138,6 +141,8 @@ def _episodes(cfg, policies: dict) -> None:
         _delta_rubric(cfg.episodes.delta_rubric)
     if "challenger" in pattern:
         _challenger(cfg.episodes.challenger)
+    if {"memory_agent", "memory_expert", "memagent"} & set(pattern):
+        _memory(cfg, policies)
     t = cfg.episodes.task
     _check(t.objective in ("grpo", "dpo"), f"episodes.task.objective={t.objective!r}: use grpo or dpo")
     _check(t.chosen in ("best", "reference"), f"episodes.task.chosen={t.chosen!r}: use best or reference")
@@ -192,6 +197,36 @@ def _challenger(c) -> None:
     _check(c.repetition_weight >= 0, f"{where}.repetition_weight={c.repetition_weight}: must be >= 0")
     _check(c.checker in CHECKERS, f"{where}.checker={c.checker!r}: use {', '.join(CHECKERS)}")
     _check("{question}" in c.solver_template, f"{where}.solver_template must contain {{question}}")
+
+
+def _memory(cfg, policies: dict) -> None:
+    from envs.longdoc import KINDS
+
+    m, where = cfg.episodes.memory, "episodes.memory"
+    _check(m.kinds and all(k in KINDS for k in m.kinds), f"{where}.kinds={list(m.kinds)}: use some of {', '.join(KINDS)}")
+    _check(m.lengths and all(200 <= n <= 200_000 for n in m.lengths),
+           f"{where}.lengths={list(m.lengths)}: document lengths in words, each in 200..200000")
+    for key in ("max_turns", "max_context", "turn_max_new_tokens", "max_malformed", "answer_max_new_tokens",
+                "truncated_words", "memagent_chunk_words", "memagent_memory_tokens", "memagent_max_chunks"):
+        _check(getattr(m, key) >= 1, f"{where}.{key}={getattr(m, key)}: must be at least 1")
+    _check(min(m.tasks_per_step, m.expert_tasks_per_step, m.heldout_tasks) >= 0,
+           f"{where}.tasks_per_step, expert_tasks_per_step and heldout_tasks must be >= 0")
+    _check(0.0 <= m.expert_free_context_at <= 1.0,
+           f"{where}.expert_free_context_at={m.expert_free_context_at}: a fraction of max_context in [0, 1]")
+    _check(m.tool_timeout_s > 0, f"{where}.tool_timeout_s={m.tool_timeout_s}: must be > 0")
+    _check(m.context_penalty >= 0, f"{where}.context_penalty={m.context_penalty}: must be >= 0")
+    _check(16 <= m.expert_chunk_size and 0 <= m.expert_overlap < m.expert_chunk_size,
+           f"{where}.expert_chunk_size={m.expert_chunk_size}, expert_overlap={m.expert_overlap}: need chunk size "
+           ">= 16 and 0 <= overlap < chunk size")
+    for name in m.heldout_baselines:
+        _check(name in ("truncated", "memagent"), f"{where}.heldout_baselines: unknown {name!r}: use truncated, "
+                                                  "memagent")
+    agent = policies[cfg.roles.get("agent", next(iter(policies)))]
+    _check(m.max_context <= agent.rollout.max_model_len,
+           f"{where}.max_context={m.max_context} exceeds the agent's rollout.max_model_len="
+           f"{agent.rollout.max_model_len}: raise max_model_len or lower max_context")
+    _check(m.turn_max_new_tokens < m.max_context,
+           f"{where}.turn_max_new_tokens={m.turn_max_new_tokens} must be below max_context={m.max_context}")
 
 
 def _judges(cfg) -> None:

@@ -22,6 +22,12 @@ class ModelError(RuntimeError):
 
 
 def _cache_root(cache_dir: str) -> Path:
+    """The cache folder, created; a config built without Hydra still holds the ``${oc.env:...}`` default, which
+    is resolved here rather than taken as a folder name."""
+    if "${" in cache_dir:
+        from omegaconf import OmegaConf
+
+        cache_dir = OmegaConf.create({"d": cache_dir}).d
     root = Path(os.path.expanduser(cache_dir))
     root.mkdir(parents=True, exist_ok=True)
     return root
@@ -42,7 +48,7 @@ def build_char_tokenizer():
 
 
 def _tiny_config(what: str, arch: str, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
-                 **extra):
+                 max_positions: int = 512, **extra):
     """The transformers config of a tiny Llama/Qwen2 over the char tokenizer's vocabulary."""
     from transformers import LlamaConfig, Qwen2Config
 
@@ -51,17 +57,17 @@ def _tiny_config(what: str, arch: str, hidden: int, layers: int, heads: int, kv_
         raise ModelError(f"{what}={arch!r}: expected 'qwen2' or 'llama'")
     return config_cls(vocab_size=len(TINY_VOCAB), hidden_size=hidden, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=kv_heads, intermediate_size=intermediate,
-                      max_position_embeddings=512, tie_word_embeddings=False, pad_token_id=0, eos_token_id=1,
+                      max_position_embeddings=max_positions, tie_word_embeddings=False, pad_token_id=0, eos_token_id=1,
                       bos_token_id=None, **extra)
 
 
 def build_tiny_model(folder: Path, arch: str, hidden: int, layers: int, heads: int, kv_heads: int,
-                     intermediate: int, seed: int) -> Path:
+                     intermediate: int, seed: int, max_positions: int = 512) -> Path:
     """Save a randomly initialised Qwen2/Llama model (seeded) and its tokenizer to `folder`."""
     from transformers import AutoModelForCausalLM
 
     tokenizer = build_char_tokenizer()
-    config = _tiny_config("model.tiny_arch", arch, hidden, layers, heads, kv_heads, intermediate)
+    config = _tiny_config("model.tiny_arch", arch, hidden, layers, heads, kv_heads, intermediate, max_positions)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     tmp = folder.with_name(folder.name + ".tmp")
@@ -116,10 +122,11 @@ def prepare_model(cfg) -> str:
     root = _cache_root(cfg.cache_dir)
     if cfg.name == "tiny":
         tag = f"tiny-{cfg.tiny_arch}-h{cfg.tiny_hidden}-l{cfg.tiny_layers}-a{cfg.tiny_heads}-kv{cfg.tiny_kv_heads}-i{cfg.tiny_intermediate}-s{cfg.tiny_seed}"
-        folder = root / tag
+        positions = getattr(cfg, "tiny_max_positions", 512)
+        folder = root / (tag if positions == 512 else f"{tag}-p{positions}")
         if not (folder / "config.json").exists():
             build_tiny_model(folder, cfg.tiny_arch, cfg.tiny_hidden, cfg.tiny_layers, cfg.tiny_heads,
-                             cfg.tiny_kv_heads, cfg.tiny_intermediate, cfg.tiny_seed)
+                             cfg.tiny_kv_heads, cfg.tiny_intermediate, cfg.tiny_seed, positions)
         return str(folder)
     if cfg.name == "smollm2":
         folder = root / "SmolLM2-135M-Instruct"

@@ -163,9 +163,12 @@ def _lora_args(rank: int) -> dict:
 
 class VLLMBackend:
     def __init__(self, model_path: str, dtype: str = "float32", device: str = "cpu", max_model_len: int = 2048,
-                 gpu_memory_utilization: float = 0.5, lora_rank: int = 0, sleep_mode: bool = False):
+                 gpu_memory_utilization: float = 0.5, lora_rank: int = 0, sleep_mode: bool = False,
+                 cpu_kv_cache_gib: float = 1.0):
         for key, value in {**_ENV, **(_CPU_ENV if device == "cpu" else {})}.items():
             os.environ.setdefault(key, value)
+        if device == "cpu" and cpu_kv_cache_gib != 1.0:  # rollout.cpu_kv_cache_gib (many long multi-turn contexts)
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{cpu_kv_cache_gib:g}"
         from transformers import AutoConfig
         from vllm import LLM
 

@@ -65,11 +65,13 @@ def episode_kinds() -> dict[str, type]:
     from cluster.episodes.delta_rubric import DeltaRubricEpisode
     from cluster.episodes.distill import DistillEpisode
     from cluster.episodes.evoenv import EvoEnvEpisode
+    from cluster.episodes.memory_agent import MemAgentEpisode, MemoryAgentEpisode, MemoryExpertEpisode
     from cluster.episodes.propose_critic import ProposeCriticEpisode
     from cluster.episodes.task import TaskEpisode
 
     return {e.kind: e for e in (TaskEpisode, EvoEnvEpisode, DistillEpisode, ProposeCriticEpisode,
-                                     DeltaRubricEpisode, ChallengerEpisode)}
+                                     DeltaRubricEpisode, ChallengerEpisode, MemoryAgentEpisode,
+                                     MemoryExpertEpisode, MemAgentEpisode)}
 
 
 def build(kind: str, ctx) -> Episode:

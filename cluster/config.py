@@ -420,6 +420,7 @@ class MemoryConfig:
     max_context: int = 2048  # tokens the agent sees plus one turn's output (<= rollout.max_model_len)
     turn_max_new_tokens: int = 96
     max_malformed: int = 3  # malformed tool calls before an episode stops
+    tool_descriptions: bool = True  # the prompt lists each tool with a description (false: signatures only)
     tool_timeout_s: float = 5.0
     context_penalty: float = 0.0  # reward -= penalty * peak context / max_context
     heldout_tasks: int = 0  # held-out tasks (cycling kinds x lengths) measured before and after

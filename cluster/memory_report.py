@@ -107,6 +107,10 @@ def format_summary(s: dict) -> str:
             lines.append(f"  {name:<36} {a['accuracy']:>6.3f} [{lo:.2f}, {hi:.2f}]" +
                          "".join(f"{_pct(e['by_length'].get(x)):>8}" for x in lengths) +
                          "".join(f"{_pct(e['by_kind'].get(k)):>9}" for k in kinds))
+        ends = [f"{METHOD_NAMES.get(e['method'], e['method'])}, {e['tag']}: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in e["stops"].items()) for e in table if e["stops"] and e["method"] == "tools"]
+        if ends:
+            lines.append("  how the held-out episodes ended: " + "; ".join(ends))
         c = s.get("change")
         if c:
             lo, hi = c["delta_ci"]

@@ -37,6 +37,7 @@ from envs.tools.store import MemoryStore
 from trainers.batch import Trajectory
 from trainers.ledger import TokenLedger
 
+METHOD_NAMES = {"truncated": "truncated reading", "memagent": "MemAgent-style"}
 TRAIN_SEED = 3_000_000  # step tasks: TRAIN_SEED + seed * 1_000_003 + step * 1_000 + i (held-out: envs/longdoc.py)
 
 
@@ -45,7 +46,7 @@ def agent_prompt(task: dict, mc) -> str:
             f"{task['length']} words). Your context holds {mc.max_context} tokens and you have {mc.max_turns} "
             "turns. Each turn make exactly one tool call:\n"
             '<tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>\n'
-            f"Tools:\n{tool_docs()}\n"
+            f"Tools:\n{tool_docs(mc.tool_descriptions)}\n"
             "Each tool output starts with [msg N]; deleteContext(N) replaces that turn by a short stub.\n"
             f"Question: {task['question']}")
 
@@ -226,6 +227,9 @@ class MemoryAgentEpisode(MemoryEpisodeBase):
         policy = ctx.policy("agent")
         tasks = split_tasks(ctx.cfg.seed, mc.kinds, mc.lengths, mc.heldout_tasks, heldout=True)
         greedy = replace(policy.sampling, temperature=0.0)
+        baselines = list(mc.heldout_baselines) if tag == "before" or mc.baselines_after else []
+        print(f"evoforge: memory held-out {tag}: {len(tasks)} tasks, greedy: the agent with tools"
+              + "".join(f", {METHOD_NAMES[b]}" for b in baselines) + " ...", flush=True)
         t0 = time.time()
         rows, times = [], {}
         episodes = [self.new_episode(t, g) for g, t in enumerate(tasks)]
@@ -238,7 +242,7 @@ class MemoryAgentEpisode(MemoryEpisodeBase):
                               if e.stop == "finish" else 0.0, **e.transcript(), "store": saved_store(e.store)}
                              for i, e in enumerate(episodes)])
         times["tools"] = time.time() - t0
-        for name in mc.heldout_baselines if tag == "before" or mc.baselines_after else ():
+        for name in baselines:
             t1 = time.time()
             if name == "truncated":
                 prompts = [policy.encode(truncated_prompt(t, mc.truncated_words)) for t in tasks]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .protocol import ToolCall, ToolResult
-from .store import MemoryStore
+from .store import MemoryStore, tokens
 
 MAX_OUTPUT_CHARS = 4000
 MIN_CHUNK, MAX_CHUNK = 16, 4096
@@ -128,11 +128,15 @@ def search_engine(store, view, keyword, top_k):
     hits = store.search(keyword, top_k)
     if not hits:
         return f"no match for {keyword!r}: try another keyword"
-    lines = []
+    query, lines = set(tokens(keyword)), []
     for i, score in hits:
         words = store.chunk_text(i).split()
-        more = "..." if len(words) > PREVIEW_WORDS else ""
-        lines.append(f"chunk {i} (score {score:.2f}): {' '.join(words[:PREVIEW_WORDS])}{more}")
+        # the preview: PREVIEW_WORDS words around the first matching word (a search result's snippet)
+        first = next((j for j, w in enumerate(words) if set(tokens(w)) & query), 0)
+        start = max(0, min(first - PREVIEW_WORDS // 3, len(words) - PREVIEW_WORDS))
+        before = "..." if start > 0 else ""
+        after = "..." if start + PREVIEW_WORDS < len(words) else ""
+        lines.append(f"chunk {i} (score {score:.2f}): {before}{' '.join(words[start:start + PREVIEW_WORDS])}{after}")
     return "\n".join(lines)
 
 
@@ -207,9 +211,9 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
 ]}
 
 
-def tool_docs() -> str:
-    """One line per tool, for the system prompt."""
-    return "\n".join(f"{t.signature()} - {t.description}" for t in TOOLS.values())
+def tool_docs(descriptions: bool = True) -> str:
+    """One line per tool, for the system prompt (descriptions=False: signatures only, a shorter prompt)."""
+    return "\n".join(f"{t.signature()} - {t.description}" if descriptions else t.signature() for t in TOOLS.values())
 
 
 def _coerce(value, typ):

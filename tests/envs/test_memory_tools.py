@@ -6,7 +6,7 @@ import pytest
 
 from envs.tools.expert import ExpertAgent
 from envs.tools.memory_tools import MAX_OUTPUT_CHARS, TOOLS, AgentView, cut, run_tool, tool_docs
-from envs.tools.protocol import ToolCall, parse_call
+from envs.tools.protocol import ToolCall, format_call, parse_call
 from envs.tools.store import MemoryStore, tokens, word_spans
 
 
@@ -90,7 +90,10 @@ def test_bm25_ranks_the_rare_keyword_chunk_first():
     store = indexed(" ".join(words), chunk_size=40, overlap=10)
     out = call(store, "searchEngine", keyword="zeppelin", top_k=10).text.splitlines()
     assert out[0].startswith("chunk 4 (score ") and out[1].startswith("chunk 3 (score ") and len(out) == 2
-    assert out[0].endswith("w144...") and len(out[0].split(": ", 1)[1].split()) == 25
+    # the preview is a snippet around the first match: 25 words from 8 before it ([122, 147) of [120, 160))
+    snippet = out[0].split(": ", 1)[1]
+    assert snippet.startswith("...w122 ") and snippet.endswith("w146...") and len(snippet.split()) == 25
+    assert "Zeppelin, zeppelin" in snippet
 
 
 def test_bm25_ties_break_by_chunk_id():
@@ -299,3 +302,16 @@ def test_expert_resumes_from_a_restored_store():
     restored = MemoryStore.from_json(store.to_json())
     text = ExpertAgent(task, chunk_size=60, overlap=10).next_turn(restored, history[:-1], view())
     assert parse_call(text) == ToolCall("finish", {"answer": "4817"})
+
+
+def test_expert_keeps_read_chunks_while_the_context_has_room_and_can_drop_its_reasons():
+    born, river = "Mira Castell was born in Veltrano.", "The city of Veltrano lies on the Osk river."
+    task = make_task("multihop", {5: born, 18: river}, [(born, "Castell"), (river, "Osk")], "Osk")
+    _, roomy, _ = drive(task, free_context_at=0.5)  # the context holds 1200 of 8000 tokens: 15%, below half
+    assert [c.name for c, _ in roomy] == ["loadDocument", "buildIndex", "searchEngine", "readChunk", "searchEngine",
+                                          "readChunk", "finish"]
+    _, tight, _ = drive(task, free_context_at=0.1)  # past 10%: notes and deletions as before
+    assert [c.name for c, _ in tight].count("deleteContext") == 2
+    text = ExpertAgent(task, chunk_size=60, overlap=10, reasoning=False).next_turn(
+        MemoryStore(documents=dict(task["documents"])), [], view())
+    assert text == format_call("loadDocument", doc_id="doc")

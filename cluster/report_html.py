@@ -240,6 +240,34 @@ def coevolution(co: dict | None) -> Html:
     return section("Co-evolution", *parts, id_="coevolution")
 
 
+def memory(m: dict | None) -> Html:
+    """Memory-agent episodes: held-out accuracy by method, document length and task type; training per kind."""
+    if not m:
+        return Html()
+    from cluster.memory_report import METHOD_NAMES
+
+    parts = [table(["episode kind", "steps", "accuracy, first", "accuracy, last", "stops (last steps)"],
+                   [[kind, k["steps"], num(k["accuracy_first"]), num(k["accuracy_last"]),
+                     ", ".join(f"{n} {v:.2f}" for n, v in k["stops"].items() if v)] for kind, k in m["kinds"].items()],
+                   numeric=[1, 2, 3])]
+    rows = m["heldout"]
+    if rows:
+        lengths = list(dict.fromkeys(n for e in rows for n in e["by_length"]))
+        kinds = list(dict.fromkeys(k for e in rows for k in e["by_kind"]))
+
+        def acc(cell):
+            return num(cell["accuracy"]) if cell else "-"
+        parts += [tag("h3", f"Held-out accuracy on {rows[0]['all']['n']} tasks (the gold answer in a short reply)"),
+                  table(["method", "accuracy", "95% CI", "exact", "F1", *[f"{n} words" for n in lengths], *kinds],
+                        [[f"{METHOD_NAMES.get(e['method'], e['method'])}, {e['tag']}", num(e["all"]["accuracy"]),
+                          interval(e["all"]["accuracy_ci"]), num(e["all"]["exact"]), num(e["all"]["f1"]),
+                          *[acc(e["by_length"].get(n)) for n in lengths], *[acc(e["by_kind"].get(k)) for k in kinds]]
+                         for e in rows], numeric=range(1, 5 + len(lengths) + len(kinds)))]
+    if m.get("change"):
+        parts.append(_paired_change(m["change"]))
+    return section("Memory agents", *parts, id_="memory")
+
+
 def _paired_change(change: dict) -> Html:
     return tag("p", f"change {num(change['delta'], sign=True)} {interval(change['delta_ci'])}: "
                     + co_report.change_verdict(change))
@@ -379,7 +407,7 @@ def render(run_dir: Path, plot_paths: list[Path]) -> str:
     s = summarize(run_dir)
     entries, problem = read_library(run_dir)
     body = join([header(run_dir, read_config(run_dir)), key_figures(s), plots(plot_paths),
-                 coevolution(s.get("coevolution")), held_out(s["held_out"]), funnel(s),
+                 coevolution(s.get("coevolution")), memory(s.get("memory")), held_out(s["held_out"]), funnel(s),
                  generator_heldout(s.get("generator_heldout")),
                  calibration(s.get("calibration")),
                  library(entries, problem), environments(entries),

@@ -39,6 +39,23 @@ def test_bad_memory_config_is_refused_before_anything_starts(overrides, message)
     assert message in str(e.value)
 
 
+def test_reward_is_the_answer_s_accuracy_minus_the_peak_context_penalty():
+    from types import SimpleNamespace
+
+    from cluster.episodes.memory_agent import MemoryAgentEpisode
+
+    ep = MemoryAgentEpisode.__new__(MemoryAgentEpisode)  # reward() reads only the memory config
+    ep.mc = SimpleNamespace(context_penalty=0.5, max_context=1000)
+
+    def episode(stop, answer, peak):
+        return SimpleNamespace(stop=stop, answer=answer, task={"answer": "4817"}, ledger=SimpleNamespace(peak=peak))
+    assert ep.reward(episode("finish", "The access code is 4817.", 400)) == pytest.approx(1 - 0.5 * 0.4)
+    assert ep.reward(episode("finish", "4871", 400)) == pytest.approx(-0.2)
+    assert ep.reward(episode("max_turns", "4817", 1000)) == pytest.approx(-0.5)  # no finish: no answer counts
+    ep.mc.context_penalty = 0.0
+    assert ep.reward(episode("finish", "4817", 1000)) == 1.0
+
+
 # -- end to end ----------------------------------------------------------------------------------------------------
 BASE = ["model.tiny_max_positions=8192", "rollout.max_model_len=8192", "schedule_warmup=[memory_expert]",
         "schedule=[memory_agent,memagent]", "episodes.memory.lengths=[300,600]", "episodes.memory.max_context=6000",

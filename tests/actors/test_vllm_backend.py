@@ -137,6 +137,41 @@ def test_logprobs_match_learner(engine, tiny_path, temperature):
     assert worst < tol, f"max |vLLM - learner| = {worst:.3g} above the float32 bound {tol:.3g}"
 
 
+def test_multi_turn_ledger_rows_are_what_vllm_saw_and_scored(engine, tiny_path):
+    """The agent loop on vLLM: every turn's context plus its ids is a prefix of one learner row, and the
+    learner's logprobs of those ids equal vLLM's behaviour logprobs (float32 bound); tool output has mask 0."""
+    from cluster.agent_loop import AgentEpisode, AgentLoop, LoopLimits, TurnFormat
+    from envs.tools.store import MemoryStore
+    from trainers.ledger import TokenLedger
+
+    tok, model = engine.tokenizer, load_causal_lm(tiny_path).eval()
+    loop = AgentLoop(TurnFormat(tok, chat_template=False), LoopLimits(max_turns=3, max_context=500,
+                                                                      max_new_tokens=24, max_malformed=3))
+    seen = []
+
+    def act(live, contexts):
+        out = [g[0] for g in engine.generate(contexts, SamplingConfig(n=1, max_new_tokens=24), seed=len(seen))]
+        seen.extend(zip(contexts, out))
+        return out
+    episodes = [AgentEpisode({"id": "t", "question": "q"}, MemoryStore(documents={}), TokenLedger(p), g)
+                for g, p in enumerate(PROMPTS[:2])]
+    loop.run(episodes, act)
+    loop.close()
+    rows = [s.prompt_ids + s.response_ids for e in episodes for s in e.ledger.finish()]
+    masks = [s.loss_mask for e in episodes for s in e.ledger.finish()]
+    assert len(seen) >= 4 and sum(map(sum, masks)) == sum(len(s.response_ids) for _, s in seen)
+    worst, tol = 0.0, 0.0
+    for context, s in seen:
+        (r,) = [i for i, row in enumerate(rows) if row[:len(context) + len(s.response_ids)] == context + s.response_ids]
+        ids = torch.tensor([rows[r]])
+        with torch.no_grad():
+            logits = model(ids).logits
+        ref = token_logprobs(logits, ids, 1.0)[0, len(context) - 1:len(context) - 1 + len(s.response_ids)]
+        worst = max(worst, (ref - torch.tensor(s.logprobs)).abs().max().item())
+        tol = max(tol, fp32_logprob_tolerance(model, ids.shape[1], logits.abs().max().item()))
+    assert worst < tol, f"max |vLLM - learner| = {worst:.3g} above the float32 bound {tol:.3g}"
+
+
 def test_truncated_sampling_logprobs_are_renormalised(engine, tiny_path):
     """Documents the caveat: with top_k the logprob is normalised over the k kept tokens only."""
     model = load_causal_lm(tiny_path).eval()

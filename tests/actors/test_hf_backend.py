@@ -37,3 +37,16 @@ def test_standard_sampling_is_deterministic_per_seed(backend):
     b = backend.generate([[13, 14, 15]], sampling, seed=7)
     assert [s.response_ids for s in a[0]] == [s.response_ids for s in b[0]]
     assert not any(s.cuts for s in a[0])
+
+
+def test_a_branch_from_a_sampled_prefix_continues_it_exactly(backend):
+    """CSO's branched rollouts: generating from prompt + the first k sampled ids continues that sample (greedy:
+    the same remaining tokens and logprobs), so a branch's prefix is the original trajectory's."""
+    prompt, greedy = [13, 14, 15], SamplingConfig(n=1, max_new_tokens=12, temperature=0.0)
+    (whole,) = backend.generate([prompt], greedy, seed=0)[0]
+    k = len(whole.response_ids) // 2
+    assert k >= 1
+    branched = SamplingConfig(n=1, max_new_tokens=12 - k, temperature=0.0)
+    (rest,) = backend.generate([prompt + whole.response_ids[:k]], branched, seed=0)[0]
+    assert rest.response_ids == whole.response_ids[k:]
+    assert rest.logprobs == pytest.approx(whole.logprobs[k:], abs=1e-5)

@@ -172,6 +172,16 @@ def test_multi_turn_ledger_rows_are_what_vllm_saw_and_scored(engine, tiny_path):
     assert worst < tol, f"max |vLLM - learner| = {worst:.3g} above the float32 bound {tol:.3g}"
 
 
+def test_a_branch_from_a_sampled_prefix_continues_it_exactly(engine):
+    """CSO's branched rollouts on vLLM (the prefix cache serves the shared ids): generating from prompt + the
+    first k greedy ids gives the same remaining ids as the unbranched sample."""
+    (whole,) = _greedy(engine, PROMPTS[:1], tokens=16)[0]
+    k = len(whole.response_ids) // 2
+    assert k >= 1
+    (rest,) = _greedy(engine, [PROMPTS[0] + whole.response_ids[:k]], tokens=16 - k)[0]
+    assert rest.response_ids == whole.response_ids[k:]
+
+
 def test_truncated_sampling_logprobs_are_renormalised(engine, tiny_path):
     """Documents the caveat: with top_k the logprob is normalised over the k kept tokens only."""
     model = load_causal_lm(tiny_path).eval()

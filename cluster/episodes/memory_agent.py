@@ -133,8 +133,9 @@ class MemoryEpisodeBase(Episode):
         hit = answer_hit(e.answer or "", e.task["answer"]) if e.stop == "finish" else 0.0
         return hit - self.mc.context_penalty * e.ledger.peak / self.mc.max_context
 
-    def trajectories(self, episodes: list[AgentEpisode], rewards: list[float], version: int) -> list[Trajectory]:
-        """Every segment of every episode, with its episode's reward and group-relative advantage."""
+    def trajectories(self, episodes: list, rewards: list[float], version: int) -> list[Trajectory]:
+        """Every segment of every episode (an AgentEpisode or a MemAgentRun), with its episode's reward and
+        group-relative advantage."""
         proxies = [Trajectory([], [], [], reward=r, group_id=e.group, role="agent") for e, r in zip(episodes, rewards)]
         if self.objective == "grpo":
             self.ctx.set_advantages("agent", proxies)
@@ -353,13 +354,7 @@ class MemAgentEpisode(MemoryEpisodeBase):
         run_memagent(self, runs, sampling, seed=ctx.cfg.seed * 7919 + step)
         seconds = time.perf_counter() - t0
         rewards = [answer_hit(r.answer, r.task["answer"]) for r in runs]
-        proxies = [Trajectory([], [], [], reward=x, group_id=r.group, role="agent") for r, x in zip(runs, rewards)]
-        ctx.set_advantages("agent", proxies)
-        trajectories = [Trajectory(prompt_ids=seg.prompt_ids, response_ids=seg.response_ids,
-                                   behaviour_logprobs=seg.logprobs, loss_mask=seg.loss_mask, reward=p.reward,
-                                   group_id=r.group, role="agent", episode=self.kind, policy_version=policy.version,
-                                   advantage=p.advantage, metadata={"task": r.task["id"], "segment": k})
-                        for r, p in zip(runs, proxies) for k, seg in enumerate(r.ledger.finish())]
+        trajectories = self.trajectories(runs, rewards, policy.version)  # a run has .group, .task and .ledger
         append_records(self.log, [{"step": step, "episode": i, "reward": x, "task": r.task["id"],
                                    "answer": r.answer, "gold": r.task["answer"], "turns": r.turns}
                                   for i, (r, x) in enumerate(zip(runs, rewards))])

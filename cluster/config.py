@@ -441,6 +441,34 @@ class MemoryConfig:
 
 
 @dataclass
+class CSOConfig:
+    """`cso`: critical-step optimisation (cluster/episodes/cso.py). Failed trajectories on verifiable tasks are
+    cut into steps; a process reward picks the critical ones; the expert proposes other steps; the policy continues
+    from each; an alternative whose continuation succeeds becomes a DPO pair against the original step."""
+    separator: str = "\n"  # steps end where this ends (lines; or a step marker)
+    max_failed: int = 8  # failed trajectories expanded per step (in sample order, while within rollout_budget)
+    candidates: int = 1  # c: critical candidates per failed trajectory, the lowest-scored steps
+    alternatives: int = 4  # k: the expert's proposals per candidate (duplicates and the original step dropped)
+    expert: str = "policy"  # policy: the expert role's policy (default: the solver's own) | oracle: the reference
+    expert_temperature: float = 1.2
+    step_max_new_tokens: int = 32  # one proposed step
+    prm: str = "mc"  # mc: Monte-Carlo values | trained: a PRM trained on them | judge: judges.<prm_judge>
+    prm_judge: str = ""  # prm=judge: a judge of kind process
+    mc_samples: int = 4  # policy continuations per step for its Monte-Carlo value
+    branch_samples: int = 4  # policy continuations from each alternative (prm=mc: its value)
+    chosen_min: float = 0.6  # a pair needs PRM(chosen) >= chosen_min ...
+    rejected_max: float = 0.5  # ... and PRM(rejected) <= rejected_max, and a continuation that succeeds
+    rollout_budget: int = 0  # sequences generated per step, every stage counted; 0: no cap
+    # prm=trained: the first prm_warmup_steps CSO runs score by Monte-Carlo values, whose steps then train the PRM
+    prm_warmup_steps: int = 2
+    prm_heldout_every: int = 4  # every k-th failed trajectory's steps are held out: the PRM's agreement with MC
+    prm_model: str = ""  # a causal-LM or sequence-classification folder; "": the solver's model
+    prm_trainable: str = "head"  # head (a one-logit head on the frozen backbone) | all
+    prm_lr: float = 1.0e-3
+    prm_epochs: int = 8
+
+
+@dataclass
 class EpisodesConfig:
     task: TaskEpisodeConfig = field(default_factory=TaskEpisodeConfig)
     distill: DistillEpisodeConfig = field(default_factory=DistillEpisodeConfig)
@@ -448,6 +476,7 @@ class EpisodesConfig:
     delta_rubric: DeltaRubricConfig = field(default_factory=DeltaRubricConfig)
     challenger: ChallengerConfig = field(default_factory=ChallengerConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    cso: CSOConfig = field(default_factory=CSOConfig)
 
 
 @dataclass

@@ -27,9 +27,21 @@ TASK_PREFIX = "heldout_"
 
 
 def heldout_sources(cfg) -> list[tuple[str, str]]:
-    """(task name, environment source) of every heldout.tasks entry: Reasoning Gym datasets; the one that
-    env.name names gets env.rg_config too. Unknown names raise UnknownEnvironmentError."""
-    return [(env_id, source) for env_id, _, source in resolve_tasks(list(cfg.heldout.tasks), "reasoning_gym", cfg.env)]
+    """(task name, environment source) of every heldout.tasks entry: Reasoning Gym datasets (the one that
+    env.name names gets env.rg_config too), builtin and seed environments, and the run's own env.name when it is a
+    file environment. Unknown names raise UnknownEnvironmentError."""
+    out = []
+    for task in cfg.heldout.tasks:
+        out += [(env_id, source) for env_id, _, source in resolve_tasks([task], heldout_kind(cfg, task), cfg.env)]
+    return out
+
+
+def heldout_kind(cfg, task: str) -> str:
+    """file: a builtin or seed environment, or the run's own file environment; else reasoning_gym."""
+    from envs.registry import builtin_environments, seed_environments
+
+    files = {*builtin_environments(), *seed_environments("all")} | ({cfg.env.name} if cfg.env.kind == "file" else set())
+    return "file" if task in files else "reasoning_gym"
 
 
 def measure(cfg, fleet, policy, tag: str, run_dir: Path, log=print) -> list[dict]:

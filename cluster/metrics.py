@@ -79,6 +79,12 @@ def step_line(row: dict, total: int) -> str:
         parts.append(_selfplay_info(row))
     if "maturity" in row:
         parts.append(_critic_info(row))
+    if "cso/failed_mined" in row:
+        if "loss" not in row:
+            parts[-1] = "no update (no pair kept)"
+        parts.append(f"failed {row['cso/failed_mined']} -> critical {row['cso/candidates']} -> alternatives "
+                     f"{row['cso/alternatives']} -> flips {row['cso/flips']} -> pairs {row['cso/pairs_kept']}"
+                     f"  prm {'mc' if row.get('cso/prm_mc') else 'model'}  rollouts {row['rollouts/total']}")
     if "verifier/accuracy" in row:
         parts.append(f"verifier accuracy {row['verifier/accuracy']:.2f}  parsed {row['verifier/parsed']:.2f}  "
                      f"prefers A {row['verifier/prefers_a']:.2f}")

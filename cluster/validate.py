@@ -143,6 +143,13 @@ def _episodes(cfg, policies: dict) -> None:
         _challenger(cfg.episodes.challenger)
     if {"memory_agent", "memory_expert", "memagent"} & set(pattern):
         _memory(cfg, policies)
+    if "cso" in pattern:
+        from cluster.episodes.cso import check_config
+
+        try:
+            check_config(cfg.episodes.cso)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     t = cfg.episodes.task
     _check(t.objective in ("grpo", "dpo"), f"episodes.task.objective={t.objective!r}: use grpo or dpo")
     _check(t.chosen in ("best", "reference"), f"episodes.task.chosen={t.chosen!r}: use best or reference")
@@ -247,8 +254,10 @@ def _heldout(cfg) -> None:
     _check(h.samples == 0 or 1 <= h.k <= h.samples,
            f"heldout.k={h.k}: pass@k needs 1 <= k <= heldout.samples={h.samples}")
     _check(h.samples == 0 or h.temperature > 0, f"heldout.temperature={h.temperature}: must be > 0")
-    _check("reasoning_gym" in cfg.env.sandbox.extra_imports,
+    from cluster.heldout import heldout_kind, heldout_sources
+
+    _check("reasoning_gym" in cfg.env.sandbox.extra_imports or
+           all(heldout_kind(cfg, t) == "file" for t in h.tasks),
            "heldout.tasks runs Reasoning Gym tasks: add reasoning_gym to env.sandbox.extra_imports")
-    from cluster.heldout import heldout_sources
 
     heldout_sources(cfg)  # unknown dataset names and bad env.rg_config fail here, before anything starts

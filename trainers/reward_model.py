@@ -26,25 +26,30 @@ def reward_text(tokenizer, prompt: str, response: str, chat_template: bool) -> s
     return prompt + response
 
 
+def load_classifier(model_path: str, seed: int, threads: int = 0):
+    """(tokenizer, one-logit sequence classifier in float32) from a causal-LM folder (a fresh, seeded head) or a
+    reward model's folder; padding right, and an over-long text keeps its end, where the response is."""
+    from transformers import AutoModelForSequenceClassification
+
+    from trainers.models import load_tokenizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    tokenizer = load_tokenizer(model_path)
+    tokenizer.padding_side, tokenizer.truncation_side = "right", "left"
+    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1, dtype=torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
 class RewardModelTrainer:
     """Trains a reward model from a causal LM folder on (prompt, chosen, rejected) texts."""
 
     def __init__(self, model_path: str, chat_template: bool, lr: float = 1e-5, seed: int = 0, threads: int = 0,
                  max_length: int = 1024):
-        from transformers import AutoModelForSequenceClassification
-
-        from trainers.models import load_tokenizer
-
-        if threads:
-            torch.set_num_threads(threads)
-        torch.manual_seed(seed)
         self.seed, self.chat_template, self.max_length = seed, chat_template, max_length
-        self.tokenizer = load_tokenizer(model_path)
-        self.tokenizer.padding_side = "right"
-        self.tokenizer.truncation_side = "left"  # an over-long text keeps its end, where the response is
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1,
-                                                                        dtype=torch.float32)
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.tokenizer, self.model = load_classifier(model_path, seed, threads)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr)
 
     def scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:

@@ -62,6 +62,7 @@ class Episode:
 
 def episode_kinds() -> dict[str, type]:
     from cluster.episodes.challenger import ChallengerEpisode
+    from cluster.episodes.cso import CSOEpisode
     from cluster.episodes.delta_rubric import DeltaRubricEpisode
     from cluster.episodes.distill import DistillEpisode
     from cluster.episodes.evoenv import EvoEnvEpisode
@@ -71,7 +72,7 @@ def episode_kinds() -> dict[str, type]:
 
     return {e.kind: e for e in (TaskEpisode, EvoEnvEpisode, DistillEpisode, ProposeCriticEpisode,
                                      DeltaRubricEpisode, ChallengerEpisode, MemoryAgentEpisode,
-                                     MemoryExpertEpisode, MemAgentEpisode)}
+                                     MemoryExpertEpisode, MemAgentEpisode, CSOEpisode)}
 
 
 def build(kind: str, ctx) -> Episode:

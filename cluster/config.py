@@ -445,6 +445,7 @@ class CSOConfig:
     """`cso`: critical-step optimisation (cluster/episodes/cso.py). Failed trajectories on verifiable tasks are
     cut into steps; a process reward picks the critical ones; the expert proposes other steps; the policy continues
     from each; an alternative whose continuation succeeds becomes a DPO pair against the original step."""
+    mine_prompts: int = 0  # prompts sampled per step to mine failures; 0: algorithm.prompts_per_step
     separator: str = "\n"  # steps end where this ends (lines; or a step marker)
     max_failed: int = 8  # failed trajectories expanded per step (in sample order, while within rollout_budget)
     candidates: int = 1  # c: critical candidates per failed trajectory, the lowest-scored steps

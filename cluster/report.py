@@ -33,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cluster import coevolve_report, memory_report
+from cluster import coevolve_report, cso_report, memory_report
 from envs.gates import PROPOSAL_GATES
 
 GATES = PROPOSAL_GATES  # in the order proposals meet them
@@ -128,6 +128,7 @@ def summarize(run_dir) -> dict:
         "generator_heldout": generator_heldout(run_dir),
         "coevolution": coevolve_report.summarize(run_dir),
         "memory": memory_report.summarize(run_dir),
+        "cso": cso_report.summarize(run_dir),
     }
 
 
@@ -299,16 +300,19 @@ def format_summary(summary: dict) -> str:
     """The summary as text: one table per part, every gate listed (zeros too)."""
     f, lib = summary["funnel"], summary["library"]
     proposals = f["proposals"]
-    co, memory = summary.get("coevolution"), summary.get("memory")
-    if (co or memory) and not summary["solver_steps"] and not summary["generator_steps"]:  # no task/evoenv steps
+    co, memory, cso = summary.get("coevolution"), summary.get("memory"), summary.get("cso")
+    task_steps = summary["solver_steps"] - (cso["steps"] if cso else 0)  # cso rows are solver steps too
+    if (co or memory or cso) and not task_steps and not summary["generator_steps"]:  # no task/evoenv steps
         parts = ([coevolve_report.format_summary(co)] if co else []) + (
-            [memory_report.format_summary(memory)] if memory else [])
+            [memory_report.format_summary(memory)] if memory else []) + (
+            [cso_report.format_summary(cso)] if cso else [])
         return "\n".join(["\n\n".join(parts)] + _held_out_lines(summary))
+    cso_lines = ["", cso_report.format_summary(cso)] if cso else []
     if not summary["generator_steps"] and not proposals and lib["start"] is None:  # no self-play in this run
         lines = [f"steps: {summary['steps']}",
                  f"reward: {_fmt(summary['solver_reward']['before'])} -> {_fmt(summary['solver_reward']['after'])}"
                  f" (mean of the first / last {EDGE_STEPS} steps)"]
-        return "\n".join(lines + _held_out_lines(summary))
+        return "\n".join(lines + cso_lines + _held_out_lines(summary))
     lines = [f"steps: {summary['steps']} ({summary['solver_steps']} solver, {summary['generator_steps']} generator)",
              "", "admission funnel (cumulative over the run)", f"  {'proposals':<10} {proposals:>6}"]
     for gate, passed in f["gates"].items():
@@ -338,7 +342,7 @@ def format_summary(summary: dict) -> str:
         lines += ["", f"generator on fixed held-out prompts ({n} proposals): passed each gate, before -> after"]
         for gate in GATES:
             lines.append(f"  {gate:<10} {_fmt(b.get('gates', {}).get(gate)):>4} -> {_fmt(a.get('gates', {}).get(gate))}")
-    return "\n".join(lines + _held_out_lines(summary))
+    return "\n".join(lines + cso_lines + _held_out_lines(summary))
 
 
 def _held_out_lines(summary: dict) -> list[str]:
@@ -461,6 +465,7 @@ def write_plots(run_dir, out_dir=None) -> list[Path]:
         save(fig, "funnel.png")
     written += coevolve_report.write_plots(run_dir, out)  # roles.png, critic.png for co-evolution episodes
     written += memory_report.write_plots(run_dir, out)  # memory_heldout.png, memory_training.png
+    written += cso_report.write_plots(run_dir, out)  # cso_funnel.png
     return written
 
 

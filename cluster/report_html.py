@@ -31,6 +31,7 @@ from cluster.report import EDGE_STEPS, GATES, summarize, write_plots
 REPORT_FILE = "report.html"
 LIBRARY_DIR = "library"
 MAX_DETAILS = 400  # characters of a gate report's details shown in the page
+CSO_PLOT = "cso_funnel.png"  # shown in the critical-step optimisation section, not under Plots
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
@@ -268,15 +269,71 @@ def memory(m: dict | None) -> Html:
     return section("Memory agents", *parts, id_="memory")
 
 
+def cso(c: dict | None, plot_paths: list[Path]) -> Html:
+    """Critical-step optimisation: the funnel, the rollout budget, the DPO updates, the PRM's agreement with
+    Monte-Carlo values, a few of the pairs, and the funnel plot."""
+    if not c:
+        return Html()
+    from cluster.cso_report import STAGES
+
+    f, by = c["funnel"], c["scored_by"]
+    parts: list[Any] = [
+        tag("p", f"{c['steps']} steps, {c['updates']} with a DPO update and {c['no_update']} without (no pair kept); "
+                 f"process rewards by Monte-Carlo continuations on {by['mc']} steps, by the trained PRM or judge on "
+                 f"{by['prm']}. Success on the mined samples: {num(c['reward']['first'])} → "
+                 f"{num(c['reward']['last'])} (mean of the first / last {EDGE_STEPS} steps)."),
+        table(["stage", "run total", "what it counts"],
+              [["failed", f["failed_mined"], "trajectories of the policy that failed, expanded"],
+               ["critical", f["candidates"], "lowest-scored steps of those, where alternatives were tried"],
+               ["alternatives", f["alternatives"], "one-step proposals of the expert at the critical steps"],
+               ["flips", f["flips"], "alternatives from which a policy continuation succeeds"],
+               ["pairs", f["pairs_kept"], "flips that also pass the score thresholds: DPO pairs"],
+               ["flip rate", num(c["flip_rate"]), "flips / alternatives"]], numeric=[1]),
+        tag("h3", f"Rollout budget: {c['rollouts_total']} sequences, {c['tokens']} tokens"),
+        table(["stage", "sequences", "share"],
+              [[label, c["rollouts"][stage], f"{100 * c['rollouts'][stage] / c['rollouts_total']:.1f}%"
+                if c["rollouts_total"] else "-"] for stage, label in STAGES], numeric=[1, 2])]
+    if c["updates"]:
+        d = c["dpo"]
+        parts += [tag("h3", f"DPO over the {c['updates']} updates"),
+                  table(["", "mean", "last"],
+                        [[label, num(d[key]["mean"]), num(d[key]["last"])]
+                         for key, label in (("margin", "margin"), ("accuracy", "preference accuracy"),
+                                            ("chosen_reward", "chosen reward"), ("rejected_reward", "rejected reward"))],
+                        numeric=[1, 2])]
+    prm = c["prm"]
+    if prm:
+        parts += [tag("h3", "The trained PRM against Monte-Carlo values (held-out steps)"),
+                  table(["train examples", "held-out examples", "final loss", "MAE", "Pearson", "ranking",
+                         "sign accuracy"],
+                        [[num(prm.get(k)) for k in ("train_examples", "heldout_examples", "final_loss", "mae",
+                                                    "pearson", "ranking", "sign_accuracy")]], numeric=range(7))]
+    if c["examples"]:
+        parts += [tag("h3", "Example pairs"),
+                  table(["step", "prompt", "rejected: the policy's step", "score", "chosen: the expert's alternative",
+                         "score", "branches succeeding"],
+                        [[e["step"], e["prompt"], tag("code", f"[step {e['index']}] {e['rejected']}"),
+                          num(e["rejected_score"], 2), tag("code", e["chosen"]), num(e["chosen_score"], 2),
+                          f"{e['succeeded']}/{e['branches']}"] for e in c["examples"]], numeric=[0, 3, 5, 6])]
+    parts.append(_images(p for p in plot_paths if p.name == CSO_PLOT))
+    return section("Critical-step optimisation", *parts, id_="cso")
+
+
 def _paired_change(change: dict) -> Html:
     return tag("p", f"change {num(change['delta'], sign=True)} {interval(change['delta_ci'])}: "
                     + co_report.change_verdict(change))
 
 
-def plots(paths: list[Path]) -> Html:
+def _images(paths: Iterable[Path]) -> Html:
     images = [tag("img", "", src="data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii"),
                   alt=p.stem, title=p.name) for p in paths if p.is_file()]
-    return section("Plots", tag("div", join(images), class_="plots"), id_="plots") if images else Html()
+    return tag("div", join(images), class_="plots") if images else Html()
+
+
+def plots(paths: list[Path]) -> Html:
+    """Every plot but those shown in their own section (CSO_PLOT)."""
+    images = _images(p for p in paths if p.name != CSO_PLOT)
+    return section("Plots", images, id_="plots") if images else Html()
 
 
 def held_out(rows: list[dict]) -> Html:
@@ -407,7 +464,8 @@ def render(run_dir: Path, plot_paths: list[Path]) -> str:
     s = summarize(run_dir)
     entries, problem = read_library(run_dir)
     body = join([header(run_dir, read_config(run_dir)), key_figures(s), plots(plot_paths),
-                 coevolution(s.get("coevolution")), memory(s.get("memory")), held_out(s["held_out"]), funnel(s),
+                 coevolution(s.get("coevolution")), memory(s.get("memory")), cso(s.get("cso"), plot_paths),
+                 held_out(s["held_out"]), funnel(s),
                  generator_heldout(s.get("generator_heldout")),
                  calibration(s.get("calibration")),
                  library(entries, problem), environments(entries),

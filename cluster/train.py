@@ -32,12 +32,12 @@ def run(cfg, run_dir: Path, resolved: dict) -> dict:
     finally:
         stop_ray()
     from cluster.coevolve_report import COEVOLUTION_KINDS
-
+    from cluster.cso_report import CSO_KINDS
     from cluster.memory_report import MEMORY_KINDS
 
     kinds = set(cfg.schedule) | set(cfg.schedule_warmup)
-    coevolution = any(kind in COEVOLUTION_KINDS + MEMORY_KINDS for kind in kinds)
-    if cfg.selfplay.enabled or cfg.heldout.tasks or coevolution:  # funnel, library, rewards, held-out; plots
+    reported = any(kind in COEVOLUTION_KINDS + MEMORY_KINDS + CSO_KINDS for kind in kinds)  # their own sections
+    if cfg.selfplay.enabled or cfg.heldout.tasks or reported:  # funnel, library, rewards, held-out; plots
         from cluster.report import print_summary
 
         from cluster.report_html import write_report

@@ -150,6 +150,9 @@ def _episodes(cfg, policies: dict) -> None:
             check_config(cfg.episodes.cso)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        mine = cfg.episodes.cso.mine_prompts
+        _check(mine <= cfg.algorithm.prompts_per_step, f"episodes.cso.mine_prompts={mine}: at most "
+                                                        f"algorithm.prompts_per_step={cfg.algorithm.prompts_per_step}")
     t = cfg.episodes.task
     _check(t.objective in ("grpo", "dpo"), f"episodes.task.objective={t.objective!r}: use grpo or dpo")
     _check(t.chosen in ("best", "reference"), f"episodes.task.chosen={t.chosen!r}: use best or reference")

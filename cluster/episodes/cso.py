@@ -57,6 +57,9 @@ def check_config(cc) -> None:
         raise ValueError(f"episodes.cso.expert={cc.expert!r}: use {', '.join(EXPERTS)}")
     if cc.prm == "judge" and not cc.prm_judge:
         raise ValueError("episodes.cso.prm=judge needs episodes.cso.prm_judge=<a judges.<name> of kind process>")
+    if cc.mine_prompts < 0 or cc.rollout_budget < 0:
+        raise ValueError(f"episodes.cso.mine_prompts={cc.mine_prompts}, rollout_budget={cc.rollout_budget}: "
+                         "must be >= 0 (0: prompts_per_step; no cap)")
     for name in ("candidates", "alternatives", "mc_samples", "branch_samples"):
         if getattr(cc, name) < 1:
             raise ValueError(f"episodes.cso.{name}={getattr(cc, name)}: must be >= 1")
@@ -100,7 +103,8 @@ class CSOEpisode(Episode):
         seed = cfg.seed * 7919 + step * 101
         t0 = time.perf_counter()
         budget = cc.rollout_budget or 10 ** 9
-        instances = ctx.env.sample(ctx.data_seeds(step), cfg.env.difficulty)
+        seeds = ctx.data_seeds(step)
+        instances = ctx.env.sample(seeds[:cc.mine_prompts or len(seeds)], cfg.env.difficulty)
         prompts = [policy.encode(i["prompt"], ctx.shots(i.get("env"), cfg.env.difficulty)) for i in instances]
         sampling = policy.sampling
         out = policy.generate(prompts, sampling, seed=seed)

@@ -44,6 +44,9 @@ def test_stepwise_sum_scores_the_first_answer_line_only():
     (["episodes.cso.prm=judge"], "episodes.cso.prm=judge needs episodes.cso.prm_judge"),
     (["episodes.cso.mc_samples=0"], "episodes.cso.mc_samples=0: must be >= 1"),
     (["episodes.cso.chosen_min=1.5"], "chosen_min=1.5, rejected_max=0.5: must lie in [0, 1]"),
+    (["episodes.cso.mine_prompts=9", "algorithm.prompts_per_step=8"], "episodes.cso.mine_prompts=9: at most "
+                                                                      "algorithm.prompts_per_step=8"),
+    (["episodes.cso.rollout_budget=-1"], "rollout_budget=-1: must be >= 0"),
 ])
 def test_bad_cso_config_is_refused_before_anything_starts(overrides, message):
     with pytest.raises(ConfigError) as e:

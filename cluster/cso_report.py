@@ -1,0 +1,197 @@
+"""The summary and plots of a critical-step optimisation run: the funnel from failed trajectories to preference
+pairs, where the rollout budget went, the DPO updates, how the trained PRM agrees with Monte-Carlo values, and a
+few of the pairs for a person to read.
+
+Reads run_dir/metrics.jsonl (rows of kind cso), run_dir/cso_prm.json (the trained PRM's agreement, when there is
+one) and run_dir/episodes/cso.jsonl (each failed trajectory: its steps, their scores, the expert's alternatives).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cluster.coevolve_report import EDGE_STEPS, _edges, _num, _rows, _series
+
+CSO_KINDS = ("cso",)
+FUNNEL = (("failed_mined", "failed"), ("candidates", "critical"), ("alternatives", "alternatives"),
+          ("flips", "flips"), ("pairs_kept", "pairs"))
+STAGES = (("mine", "mining"), ("mc", "MC values"), ("expert", "expert"), ("branch", "branches"))
+DPO_KEYS = ("margin", "accuracy", "chosen_reward", "rejected_reward")
+PRM_KEYS = ("train_examples", "heldout_examples", "final_loss", "n", "mae", "pearson", "ranking", "sign_accuracy")
+EXAMPLES = 3  # pairs shown: the first, middle and last kept in the run
+MAX_TEXT = 400  # characters of a step's text kept in the summary
+LEGEND = {"fontsize": 8, "loc": "lower center", "bbox_to_anchor": (0.5, 1.0), "ncol": 5, "frameon": False}  # above
+
+
+def _total(rows: list[dict], key: str) -> int:
+    return int(sum(v for _, v in _series(rows, key)))
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _clip(text, limit: int = MAX_TEXT) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def prm_agreement(run_dir: Path, rows: list[dict]) -> dict | None:
+    """cso_prm.json, or else the prm/* metrics of the last step that trained the PRM; None when it never was."""
+    path = run_dir / "cso_prm.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            return {k: data.get(k) for k in PRM_KEYS}
+    trained = [r for r in rows if "prm/train_examples" in r]
+    return {k: trained[-1].get(f"prm/{k}") for k in PRM_KEYS} if trained else None
+
+
+def example_pairs(run_dir: Path, limit: int = EXAMPLES) -> list[dict]:
+    """Up to `limit` kept pairs of episodes/cso.jsonl, spread over the run: the step the policy wrote (rejected) and
+    the expert's alternative (chosen), each with its process score."""
+    path = run_dir / "episodes" / "cso.jsonl"
+    if not path.is_file():
+        return []
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        steps, scores = rec.get("steps") or [], rec.get("scores") or []
+        for alt in rec.get("alternatives") or []:
+            i = alt.get("step") if isinstance(alt, dict) else None
+            if not alt or not alt.get("kept") or not isinstance(i, int) or not 0 <= i < min(len(steps), len(scores)):
+                continue
+            outcomes = alt.get("outcomes") or []
+            kept.append({"step": rec.get("step"), "prompt": str(rec.get("prompt", ""))[:80], "index": i,
+                         "rejected": _clip(steps[i]), "rejected_score": _num(scores[i]),
+                         "chosen": _clip(alt.get("text", "")), "chosen_score": _num(alt.get("score")),
+                         "branches": len(outcomes), "succeeded": sum(_num(o) is not None and o >= 1.0 for o in outcomes)})
+    if len(kept) <= limit:
+        return kept
+    picks = sorted({round(j * (len(kept) - 1) / (limit - 1)) for j in range(limit)}) if limit > 1 else [0]
+    return [kept[j] for j in picks]
+
+
+def summarize(run_dir) -> dict | None:
+    """None for a run without cso episodes."""
+    run_dir = Path(run_dir)
+    rows = [r for r in _rows(run_dir) if r.get("kind") in CSO_KINDS]
+    if not rows:
+        return None
+    funnel = {key: _total(rows, f"cso/{key}") for key, _ in FUNNEL}
+    updates = sum(_num(r.get("loss")) is not None for r in rows)
+    dpo = {}
+    for key in DPO_KEYS:
+        values = [v for _, v in _series(rows, f"dpo/{key}")]
+        dpo[key] = {"mean": _mean(values), "last": values[-1] if values else None}
+    first, last = _edges(_series(rows, "reward/mean"))
+    return {"steps": len(rows), "updates": updates, "no_update": len(rows) - updates, "funnel": funnel,
+            "flip_rate": funnel["flips"] / funnel["alternatives"] if funnel["alternatives"] else None,
+            "rollouts": {stage: _total(rows, f"rollouts/{stage}") for stage, _ in STAGES},
+            "rollouts_total": _total(rows, "rollouts/total"), "tokens": _total(rows, "rollout/tokens"),
+            "dpo": dpo, "reward": {"first": first, "last": last},
+            "scored_by": {"mc": sum(_num(r.get("cso/prm_mc")) == 1.0 for r in rows),
+                          "prm": sum(_num(r.get("cso/prm_mc")) == 0.0 for r in rows)},
+            "prm": prm_agreement(run_dir, rows), "examples": example_pairs(run_dir)}
+
+
+def _f(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def funnel_line(s: dict) -> str:
+    """'failed 24 -> critical 24 -> alternatives 61 -> flips 9 -> pairs 4'"""
+    return " -> ".join(f"{label} {s['funnel'][key]}" for key, label in FUNNEL)
+
+
+def _short(text: str, limit: int = 100) -> str:
+    return json.dumps(_clip(" ".join(str(text).split()), limit), ensure_ascii=False)
+
+
+def format_summary(s: dict) -> str:
+    by, total = s["scored_by"], s["rollouts_total"]
+    share = {stage: f" ({100 * n / total:.0f}%)" if total else "" for stage, n in s["rollouts"].items()}
+    split = ", ".join(f"{label} {s['rollouts'][stage]}{share[stage]}" for stage, label in STAGES)
+    lines = [(f"critical-step optimisation: {s['steps']} steps, {s['updates']} with a DPO update, {s['no_update']} "
+              f"without (no pair kept); process rewards by Monte-Carlo on {by['mc']} steps, by the trained PRM / "
+              f"judge on {by['prm']}"),
+             (f"  success on the mined samples: {_f(s['reward']['first'])} -> {_f(s['reward']['last'])} (mean of the "
+              f"first / last {EDGE_STEPS} steps)"),
+             f"  funnel (run totals): {funnel_line(s)}   flip rate {_f(s['flip_rate'])} (flips / alternatives)",
+             f"  rollouts: {total} sequences ({s['tokens']} tokens): {split}"]
+    d = s["dpo"]
+    if s["updates"]:
+        lines.append(f"  DPO over the {s['updates']} updates: margin mean {_f(d['margin']['mean'])}, last "
+                     f"{_f(d['margin']['last'])}; preference accuracy mean {_f(d['accuracy']['mean'], 2)}, last "
+                     f"{_f(d['accuracy']['last'], 2)}")
+    p = s["prm"]
+    if p:
+        lines.append(f"  PRM vs Monte-Carlo values on {p.get('heldout_examples') or 0} held-out steps (trained on "
+                     f"{p.get('train_examples') or 0}): MAE {_f(p.get('mae'))}, Pearson {_f(p.get('pearson'), 2)}, "
+                     f"ranking {_f(p.get('ranking'), 2)}, sign accuracy {_f(p.get('sign_accuracy'), 2)}")
+    if s["examples"]:
+        lines.append("  example pairs (the policy's step, rejected -> the expert's alternative, chosen):")
+        for e in s["examples"]:
+            lines += [f"    step {e['step']}, prompt {_short(e['prompt'], 80)}",
+                      f"      rejected (step {e['index']}, score {_f(e['rejected_score'], 2)}): {_short(e['rejected'])}",
+                      (f"      chosen   (score {_f(e['chosen_score'], 2)}, {e['succeeded']}/{e['branches']} "
+                       f"branches succeed): {_short(e['chosen'])}")]
+    return "\n".join(lines)
+
+
+def write_plots(run_dir, out: Path) -> list[Path]:
+    """cso_funnel.png: per step the funnel counts (bars) and the success on the mined samples (line); below it,
+    when a step updated, the DPO margin and preference accuracy."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    run_dir = Path(run_dir)
+    rows = [r for r in _rows(run_dir) if r.get("kind") in CSO_KINDS]
+    if not rows:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    margin, accuracy = _series(rows, "dpo/margin"), _series(rows, "dpo/accuracy")
+    panels = 2 if margin or accuracy else 1
+    fig = Figure(figsize=(min(14.0, max(7.0, 3 + 0.35 * len(rows))), 4 * panels))
+    ax = fig.add_subplot(panels, 1, 1)
+    steps = [r["step"] for r in rows]
+    width = 0.8 / (len(FUNNEL) - 1)
+    bars = [(key, label) for key, label in FUNNEL if key != "candidates"]  # critical = failed x candidates: no news
+    for j, (key, label) in enumerate(bars):
+        ax.bar([x + (j - (len(bars) - 1) / 2) * width for x in steps],
+               [_num(r.get(f"cso/{key}")) or 0 for r in rows], width=width, label=label)
+    ax.set(xlabel="step", ylabel="count per step")
+    ax.set_title("Critical-step optimisation: failed trajectories to preference pairs", pad=24)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    reward = _series(rows, "reward/mean")
+    handles, labels = ax.get_legend_handles_labels()
+    if reward:
+        twin = ax.twinx()
+        handles += twin.plot(*zip(*reward), "ko-", label="success on mined samples")
+        labels.append("success on mined samples")
+        twin.set_ylabel("success rate")
+        twin.set_ylim(0, 1.05)
+    ax.legend(handles, labels, **LEGEND)
+    if panels == 2:
+        ax2 = fig.add_subplot(2, 1, 2, sharex=ax)
+        handles = ax2.plot(*zip(*margin), "o-", color="tab:purple", label="DPO margin") if margin else []
+        ax2.axhline(0, color="grey", lw=0.5)
+        ax2.set(xlabel="step", ylabel="margin (beta x log-ratio gap)")
+        ax2.set_title("DPO updates (steps with a pair)", pad=24)
+        if accuracy:
+            twin = ax2.twinx()
+            handles += twin.plot(*zip(*accuracy), "s--", color="tab:green", label="preference accuracy")
+            twin.set_ylabel("preference accuracy")
+            twin.set_ylim(0, 1.05)
+        ax2.legend(handles, [h.get_label() for h in handles], **LEGEND)
+    fig.tight_layout()
+    fig.savefig(out / "cso_funnel.png", dpi=100)
+    return [out / "cso_funnel.png"]

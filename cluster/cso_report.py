@@ -129,7 +129,7 @@ def format_summary(s: dict) -> str:
              f"  rollouts: {total} sequences ({s['tokens']} tokens): {split}"]
     d = s["dpo"]
     if s["updates"]:
-        lines.append(f"  DPO over the {s['updates']} updates: margin mean {_f(d['margin']['mean'])}, last "
+        lines.append(f"  DPO over {s['updates']} update{'s' if s['updates'] != 1 else ''} (each measured before its step): margin mean {_f(d['margin']['mean'])}, last "
                      f"{_f(d['margin']['last'])}; preference accuracy mean {_f(d['accuracy']['mean'], 2)}, last "
                      f"{_f(d['accuracy']['last'], 2)}")
     p = s["prm"]

@@ -150,6 +150,16 @@ def _episodes(cfg, policies: dict) -> None:
             check_config(cfg.episodes.cso)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        cc = cfg.episodes.cso
+        if cc.prm == "judge":
+            from cluster.config import resolve_judges
+
+            jc = resolve_judges(cfg).get(cc.prm_judge)
+            _check(jc is not None and jc.kind == "process", f"episodes.cso.prm_judge={cc.prm_judge!r}: needs "
+                                                             "judges.<that name> of kind process")
+            _check(jc.step_separator == cc.separator, f"judges.{cc.prm_judge}.step_separator="
+                                                      f"{jc.step_separator!r} differs from episodes.cso.separator="
+                                                      f"{cc.separator!r}: the judge must cut the same steps")
         mine = cfg.episodes.cso.mine_prompts
         _check(mine <= cfg.algorithm.prompts_per_step, f"episodes.cso.mine_prompts={mine}: at most "
                                                         f"algorithm.prompts_per_step={cfg.algorithm.prompts_per_step}")

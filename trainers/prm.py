@@ -79,6 +79,7 @@ class ProcessRewardTrainer:
         positions = getattr(self.model.config, "max_position_embeddings", None)
         if isinstance(positions, int) and 0 < positions < max_length:
             self.max_length = positions  # as the judge truncates: the model's own limit
+        self.trainable = trainable
         if trainable == "head":
             head = self.head_parameter_names()
             for name, p in self.model.named_parameters():
@@ -124,12 +125,21 @@ class ProcessRewardTrainer:
             raise ValueError("no examples to train the PRM on")
         _check_values(examples)
         rng, losses = random.Random(self.seed), []
+        head = getattr(self.model, "score", None)
+        if self.trainable == "head" and isinstance(head, torch.nn.Linear):
+            # the frozen backbone's features once, then epochs over the head alone (the same logits, far less work)
+            features = self._features([p for p, _, _ in examples], [r for _, r, _ in examples])
+        else:
+            features = None
         self.model.train()
         for _ in range(epochs):
             order = rng.sample(range(len(examples)), len(examples))
             for i in range(0, len(order), batch_size):
                 batch = [examples[j] for j in order[i:i + batch_size]]
-                logits = self.logits([p for p, _, _ in batch], [r for _, r, _ in batch])
+                if features is not None:
+                    logits = head(features[order[i:i + batch_size]]).float()[:, 0]
+                else:
+                    logits = self.logits([p for p, _, _ in batch], [r for _, r, _ in batch])
                 target = torch.tensor([float(v) for _, _, v in batch], device=logits.device)
                 loss = F.binary_cross_entropy_with_logits(logits, target)
                 self.optimizer.zero_grad()
@@ -138,6 +148,21 @@ class ProcessRewardTrainer:
                 losses.append(loss.item())
         self.model.eval()
         return losses
+
+    @torch.no_grad()
+    def _features(self, prompts: list[str], prefixes: list[str], batch_size: int = 16) -> torch.Tensor:
+        """The backbone's last hidden state at the token the head reads (the last one that is not padding)."""
+        backbone = getattr(self.model, self.model.base_model_prefix)
+        pad, out = self.model.config.pad_token_id, []
+        for i in range(0, len(prompts), batch_size):
+            enc = self.tokenizer(self.texts(prompts[i:i + batch_size], prefixes[i:i + batch_size]), padding=True,
+                                 truncation=True, max_length=self.max_length, return_tensors="pt",
+                                 add_special_tokens=not self.chat_template)
+            ids = enc.input_ids.to(self.model.device)
+            hidden = backbone(input_ids=ids, attention_mask=enc.attention_mask.to(ids.device)).last_hidden_state
+            last = (torch.arange(ids.shape[1], device=ids.device) * (ids != pad).int()).argmax(-1)
+            out.append(hidden[torch.arange(len(ids), device=ids.device), last])
+        return torch.cat(out)
 
     def agreement(self, examples: list[tuple[str, str, float]]) -> dict:
         """`agreement_metrics` of the PRM's scores against held-out (prompt, prefix, value) examples."""

@@ -120,6 +120,8 @@ class CSOEpisode(Episode):
             if t.reward >= 1.0 or len(failed) >= cc.max_failed:
                 continue
             steps = split_steps(t.response_ids, tok, cc.separator)
+            if not steps:  # an empty response: no step to replace
+                continue
             f = Failed(t.group_id, instances[t.group_id], t.prompt_ids, list(t.response_ids), steps)
             f.cost = self._cost(len(steps), use_mc)
             if spent + f.cost > budget:

@@ -65,7 +65,9 @@ class TaskEpisode(Episode):
         if self.heldout:
             metrics.update(self._heldout_accuracy(policy))
         # the engine's own generation time: with the overlapped pipeline, t2 - t1 is only the wait for it
-        metrics.update({"rollout/tokens_per_s": out["tokens"] / max(out["seconds"], 1e-9), "timing/rollout": t2 - t1,
+        metrics.update({"rollouts/total": len(items),  # sequences generated: the rollout budget a comparison equalises
+                        "rollout/tokens": out["tokens"],
+                        "rollout/tokens_per_s": out["tokens"] / max(out["seconds"], 1e-9), "timing/rollout": t2 - t1,
                         "timing/score": t3 - t2, "timing/sample": t1 - t0, **env_metrics})
         update = RoleUpdate(trajectories, self.ec.objective, temperature, recompute_old=out["off_policy"])
         return EpisodeResult({"solver": update}, metrics)

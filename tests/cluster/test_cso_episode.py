@@ -47,6 +47,10 @@ def test_stepwise_sum_scores_the_first_answer_line_only():
     (["episodes.cso.mine_prompts=9", "algorithm.prompts_per_step=8"], "episodes.cso.mine_prompts=9: at most "
                                                                       "algorithm.prompts_per_step=8"),
     (["episodes.cso.rollout_budget=-1"], "rollout_budget=-1: must be >= 0"),
+    (["episodes.cso.prm=judge", "episodes.cso.prm_judge=prm"], "prm_judge='prm': needs judges.<that name> of "
+                                                                 "kind process"),
+    (["episodes.cso.prm=judge", "episodes.cso.prm_judge=prm", "+judges.prm.kind=process",
+      "episodes.cso.separator=e"], "judges.prm.step_separator='\\n' differs from episodes.cso.separator='e'"),
 ])
 def test_bad_cso_config_is_refused_before_anything_starts(overrides, message):
     with pytest.raises(ConfigError) as e:
@@ -201,3 +205,21 @@ def _rounded(x):
     if isinstance(x, dict):
         return {k: _rounded(v) for k, v in x.items()}
     return [_rounded(v) for v in x] if isinstance(x, list) else x
+
+
+@pytest.mark.e2e
+def test_cso_with_a_process_judge_as_the_prm(tmp_path):
+    """prm=judge: a process judge of the run (here the tiny sequence classifier) scores every step and every
+    alternative; no Monte-Carlo continuations are drawn."""
+    from tests.cluster.test_e2e import metrics, train
+
+    run = tmp_path / "judge"
+    base = [o for o in BASE if not o.startswith("episodes.cso.prm")]
+    train(run, "steps=1", "save_every=0", *base, "episodes.cso.prm=judge", "episodes.cso.prm_judge=prm",
+          "+judges.prm.kind=process", "+judges.prm.step_separator=e")
+    (row,) = metrics(run)
+    assert row["cso/prm_mc"] == 0.0 and row["rollouts/mc"] == 0 and row["cso/failed_mined"] == 4
+    recs = _records(run)
+    scores = [s for r in recs for s in r["scores"]] + [a["score"] for r in recs for a in r["alternatives"]]
+    assert scores and all(0.0 < s < 1.0 for s in scores)  # the classifier's sigmoid, not success fractions
+    assert len(set(scores)) > 1

@@ -75,3 +75,32 @@ def test_monte_carlo_value_is_the_success_fraction():
     assert monte_carlo_value([1.0, 0.0, 1.0, 0.5]) == 0.5
     with pytest.raises(ValueError):
         monte_carlo_value([])
+
+
+def test_the_dpo_loss_on_a_step_pair_ignores_the_continuation(tiny_model_path):
+    """The DPO loss and its gradient are the same whatever continuation follows the chosen step (mask 0), and
+    change when the chosen step itself changes."""
+    import torch
+
+    from trainers.models import load_causal_lm
+    from trainers.objectives import LossSettings, get_objective
+
+    model = load_causal_lm(tiny_model_path)
+    ref = load_causal_lm(tiny_model_path).requires_grad_(False)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.mul_(1.05)
+    dpo = get_objective("dpo")
+
+    def loss_and_grad(chosen_step, continuation):
+        model.zero_grad()
+        pair = step_pair([5, 6, 7], [8, 9], chosen_step, [30, 31, 32], 0, continuation=continuation)
+        loss, _ = dpo.loss(model, dpo.collate(pair, 0), LossSettings(), None, 1.0, ref_model=ref)
+        loss.backward()
+        return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    a_loss, a_grad = loss_and_grad([20, 21], [40, 41, 42])
+    b_loss, b_grad = loss_and_grad([20, 21], [50, 51])
+    c_loss, _ = loss_and_grad([20, 22], [40, 41, 42])
+    assert a_loss == pytest.approx(b_loss, abs=1e-6) and torch.allclose(a_grad, b_grad, atol=1e-6)
+    assert abs(a_loss - c_loss) > 1e-5

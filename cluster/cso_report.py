@@ -17,7 +17,8 @@ FUNNEL = (("failed_mined", "failed"), ("candidates", "critical"), ("alternatives
           ("flips", "flips"), ("pairs_kept", "pairs"))
 STAGES = (("mine", "mining"), ("mc", "MC values"), ("expert", "expert"), ("branch", "branches"))
 DPO_KEYS = ("margin", "accuracy", "chosen_reward", "rejected_reward")
-PRM_KEYS = ("train_examples", "heldout_examples", "final_loss", "n", "mae", "pearson", "ranking", "sign_accuracy")
+PRM_KEYS = ("train_examples", "heldout_examples", "final_loss", "n", "mae", "pearson", "ranking", "sign_accuracy",
+            "sign_accuracy_constant")
 EXAMPLES = 3  # pairs shown: the first, middle and last kept in the run
 MAX_TEXT = 400  # characters of a step's text kept in the summary
 LEGEND = {"fontsize": 8, "loc": "lower center", "bbox_to_anchor": (0.5, 1.0), "ncol": 5, "frameon": False}  # above
@@ -129,14 +130,17 @@ def format_summary(s: dict) -> str:
              f"  rollouts: {total} sequences ({s['tokens']} tokens): {split}"]
     d = s["dpo"]
     if s["updates"]:
-        lines.append(f"  DPO over {s['updates']} update{'s' if s['updates'] != 1 else ''} (each measured before its step): margin mean {_f(d['margin']['mean'])}, last "
+        lines.append(f"  DPO over {s['updates']} update{'s' if s['updates'] != 1 else ''} (each measured before its "
+                     f"step): margin mean {_f(d['margin']['mean'])}, last "
                      f"{_f(d['margin']['last'])}; preference accuracy mean {_f(d['accuracy']['mean'], 2)}, last "
                      f"{_f(d['accuracy']['last'], 2)}")
     p = s["prm"]
     if p:
         lines.append(f"  PRM vs Monte-Carlo values on {p.get('heldout_examples') or 0} held-out steps (trained on "
                      f"{p.get('train_examples') or 0}): MAE {_f(p.get('mae'))}, Pearson {_f(p.get('pearson'), 2)}, "
-                     f"ranking {_f(p.get('ranking'), 2)}, sign accuracy {_f(p.get('sign_accuracy'), 2)}")
+                     f"ranking {_f(p.get('ranking'), 2)}, sign accuracy {_f(p.get('sign_accuracy'), 2)}"
+                     + (f" (a constant PRM: {_f(p['sign_accuracy_constant'], 2)})"
+                        if p.get("sign_accuracy_constant") is not None else ""))
     if s["examples"]:
         lines.append("  example pairs (the policy's step, rejected -> the expert's alternative, chosen):")
         for e in s["examples"]:

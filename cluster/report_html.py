@@ -305,9 +305,10 @@ def cso(c: dict | None, plot_paths: list[Path]) -> Html:
     if prm:
         parts += [tag("h3", "The trained PRM against Monte-Carlo values (held-out steps)"),
                   table(["train examples", "held-out examples", "final loss", "MAE", "Pearson", "ranking",
-                         "sign accuracy"],
+                         "sign accuracy", "a constant PRM's sign accuracy"],
                         [[num(prm.get(k)) for k in ("train_examples", "heldout_examples", "final_loss", "mae",
-                                                    "pearson", "ranking", "sign_accuracy")]], numeric=range(7))]
+                                                    "pearson", "ranking", "sign_accuracy", "sign_accuracy_constant")]],
+                        numeric=range(8))]
     if c["examples"]:
         parts += [tag("h3", "Example pairs"),
                   table(["step", "prompt", "rejected: the policy's step", "score", "chosen: the expert's alternative",

@@ -336,6 +336,9 @@ class CSOEpisode(Episode):
                               "final_loss": losses[-1] if losses else None}
         if heldout:
             self.prm_agreement.update(self.prm.agreement(heldout))
+            # what a constant PRM scores: every held-out step on the side where most training values lie
+            high = sum(v >= 0.5 for _, _, v in train) * 2 > len(train)
+            self.prm_agreement["sign_accuracy_constant"] = sum((v >= 0.5) == high for _, _, v in heldout) / len(heldout)
         (self.ctx.run_dir / "cso_prm.json").write_text(json.dumps(self.prm_agreement, indent=2))
         return {f"prm/{k}": v for k, v in self.prm_agreement.items() if isinstance(v, (int, float))}
 

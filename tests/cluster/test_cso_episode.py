@@ -172,6 +172,7 @@ def test_cso_end_to_end_with_a_trained_prm_and_an_exact_resume(tmp_path):
     assert first["prm/train_examples"] > 0 and first["prm/heldout_examples"] > 0
     agreement = json.loads((full / "cso_prm.json").read_text())
     assert agreement["heldout_examples"] == first["prm/heldout_examples"] and 0.0 <= agreement["mae"] <= 1.0
+    assert 0.0 <= agreement["sign_accuracy_constant"] <= 1.0 and "prm/sign_accuracy_constant" in first
     assert all(r["cso/prm_mc"] == 0.0 and r["rollouts/mc"] == 0 for r in rows[1:])
     # every failed trajectory's record: steps, scores, the critical ones, each alternative and its branches
     recs = _records(full)

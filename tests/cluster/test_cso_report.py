@@ -29,7 +29,8 @@ def _dpo(loss, margin, accuracy):
 PRM_ROW = {"prm/train_examples": 30, "prm/heldout_examples": 10, "prm/mae": 0.25, "prm/ranking": 0.6,
            "prm/sign_accuracy": 0.7}
 PRM_FILE = {"train_examples": 30, "heldout_examples": 10, "final_loss": 0.4, "n": 10, "mae": 0.21, "pearson": None,
-            "ranking": 0.7, "sign_accuracy": 0.8}
+            "ranking": 0.7, "sign_accuracy": 0.8,
+            "sign_accuracy_constant": 0.6}
 
 
 def _alt(step, text, outcomes, score, kept):
@@ -104,7 +105,7 @@ def test_format_summary_reads_as_a_funnel(run):
     assert "flip rate 0.333" in text and "2 with a DPO update, 2 without" in text
     assert "151 sequences (10000 tokens): mining 64 (42%), MC values 42 (28%), expert 15 (10%), branches 30 (20%)" in text
     assert "margin mean 0.200, last 0.300; preference accuracy mean 0.75, last 0.50" in text
-    assert "on 10 held-out steps (trained on 30): MAE 0.210, Pearson -, ranking 0.70, sign accuracy 0.80" in text
+    assert "on 10 held-out steps (trained on 30): MAE 0.210, Pearson -, ranking 0.70, sign accuracy 0.80 (a constant PRM: 0.60)" in text
     assert 'rejected (step 2, score 0.00): "13"' in text and 'chosen   (score 0.50, 1/2 branches succeed): "12"' in text
 
 

@@ -224,3 +224,26 @@ def test_cso_with_a_process_judge_as_the_prm(tmp_path):
     scores = [s for r in recs for s in r["scores"]] + [a["score"] for r in recs for a in r["alternatives"]]
     assert scores and all(0.0 < s < 1.0 for s in scores)  # the classifier's sigmoid, not success fractions
     assert len(set(scores)) > 1
+
+
+def test_the_policy_expert_proposes_distinct_first_steps_at_its_own_temperature():
+    """expert=policy: k samples from the same prefix by the expert role's policy at expert_temperature, stopped at
+    the separator; each cut to its first step; duplicates and the original step dropped."""
+    from cluster.episodes.cso import Failed
+
+    tok = build_char_tokenizer()
+    ep, _ = _episode(expert="policy", alternatives=4, expert_temperature=1.3, step_max_new_tokens=9)
+    expert = ScriptedContinuations(tok, ["8 + 2 = 10\nAnswer: 10", "8 + 2 = 11\n", "8 + 2 = 10\n", "8 + 2 = 9"])
+    seen = []
+    generate = expert.generate
+    expert.generate = lambda prompts, sampling, seed: seen.append(sampling) or generate(prompts, sampling, seed)
+    ep.ctx.policy = lambda role: expert if role == "expert" else SimpleNamespace(tokenizer=tok)
+    ids = tok("3 + 5 = 8\n8 + 2 = 11\nAnswer: 11", add_special_tokens=False).input_ids
+    f = Failed(0, {"data": {"terms": [3, 5, 2]}}, [7], ids, split_steps(ids, tok, "\n"), candidates=[1])
+    counts, tokens = {"expert": 0}, {"expert": 0}
+    ep._alternatives(ep.ctx, [f], seed=0, counts=counts, tokens=tokens)
+    assert [a["text"] for a in f.alternatives] == ["8 + 2 = 10\n", "8 + 2 = 9\n"]  # "8 + 2 = 11\n" is the original
+    assert all(a["step"] == 1 for a in f.alternatives) and counts["expert"] == 4
+    assert expert.contexts == [[7] + ids[:f.steps[1][0]]]  # the prefix before the critical step
+    (s,) = seen
+    assert (s.n, s.temperature, s.max_new_tokens, list(s.stop)) == (4, 1.3, 9, ["\n"])

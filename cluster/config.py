@@ -305,7 +305,8 @@ class WandbConfig:
 class LoggerConfig:
     progress: bool = True  # a live bar (ETA) under the one-line-per-step log
     # file: the workers' output (vLLM, DeepSpeed, executors) goes to run_dir/logs/, the console keeps one line
-    # per step | console: streamed to the console as Ray does by default (embedded clusters only)
+    # per step | console: streamed to the console as Ray does by default. Under `ray job submit` the workers'
+    # output is the job's log (`ray job logs`) either way.
     worker_logs: str = "file"
     wandb: WandbConfig = field(default_factory=WandbConfig)
 

@@ -70,7 +70,7 @@ def _stderr_to(path: Path | None):
 
 def start_ray(cfg, log_dir: Path | None = None) -> None:
     """Embedded single-node cluster on loopback, or join `cfg.address` (the `ray job submit` case).
-    With `log_dir` (embedded only) every worker's output goes to log_dir/worker-<pid>.log and Ray's
+    With `log_dir` every worker's output goes to log_dir/worker-<pid>.log and Ray's
     start-up notes to log_dir/ray.log, not to the console."""
     if ray.is_initialized():
         return
@@ -100,9 +100,23 @@ def start_ray(cfg, log_dir: Path | None = None) -> None:
                 else:
                     os.environ[k] = v
     else:
-        # Inside `ray job submit` the job's runtime_env (working_dir) already applies. Nothing of a cluster
-        # this driver joins carries its marker, so nothing of it is ever reaped.
-        ray.init(address=cfg.address, namespace=cfg.namespace, log_to_driver=True)
+        # Inside `ray job submit` the job's runtime_env (working_dir) already applies and `log_dir` is None.
+        # A driver started by hand (or a test) that joins a running cluster sends its workers' output to
+        # `log_dir` as an embedded cluster's do. Nothing of a cluster this driver joins carries its marker, so
+        # nothing of it is ever reaped.
+        runtime_env = None
+        if log_dir is not None:
+            env[LOG_DIR_ENV] = str(Path(log_dir).resolve())
+            runtime_env = {"env_vars": env, "worker_process_setup_hook": "actors.worker_logs.to_file"}
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        with _stderr_to(None if log_dir is None else Path(log_dir) / "ray.log"):
+            ray.init(address=cfg.address, namespace=cfg.namespace, runtime_env=runtime_env,
+                     log_to_driver=log_dir is None, configure_logging=log_dir is None)
+
+
+def in_submitted_job() -> bool:
+    """Whether this driver is the entrypoint of a `ray job submit` (its output is the job's log)."""
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
 
 
 def stop_ray() -> None:

@@ -20,9 +20,9 @@ def run(cfg, run_dir: Path, resolved: dict) -> dict:
     """Start (or join) the cluster, train, and return the last metrics row."""
     from cluster.driver import Driver
     from cluster.metrics import read_metrics
-    from cluster.session import start_ray, stop_ray
+    from cluster.session import in_submitted_job, start_ray, stop_ray
 
-    log_dir = run_dir / "logs" if cfg.logger.worker_logs == "file" and cfg.cluster.address is None else None
+    log_dir = run_dir / "logs" if cfg.logger.worker_logs == "file" and not in_submitted_job() else None
     if log_dir is not None:
         print(f"evoforge: worker logs (vLLM, DeepSpeed, executors) in {log_dir}/", flush=True)
     start_ray(cfg.cluster, log_dir)

@@ -70,10 +70,31 @@ def build_tiny_model(folder: Path, arch: str, hidden: int, layers: int, heads: i
     config = _tiny_config("model.tiny_arch", arch, hidden, layers, heads, kv_heads, intermediate, max_positions)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = _private_tmp(folder)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    tmp.rename(folder)  # atomic: concurrent actors never see a half-written folder
+    return _publish(tmp, folder)
+
+
+def _private_tmp(folder: Path) -> Path:
+    """A build folder beside `folder`, private to this builder (thread or process)."""
+    import uuid
+
+    return folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def _publish(tmp: Path, folder: Path) -> Path:
+    """Rename a finished build into place: atomic, so concurrent readers (actors, pytest workers) never see a
+    half-written folder; where another builder got there first, its folder stays and this build goes."""
+    import shutil
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "config.json").exists():
+            raise
     return folder
 
 
@@ -106,15 +127,14 @@ def convert_smollm2(folder: Path) -> Path:
     fresh.load_state_dict(loaded.state_dict(), strict=False)
     if getattr(config, "tie_word_embeddings", False):
         fresh.tie_weights()
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = _private_tmp(folder)
     fresh.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     cfg_path = tmp / "config.json"
     data = json.loads(cfg_path.read_text())
     data.pop("quantization_config", None)
     cfg_path.write_text(json.dumps(data, indent=2))
-    tmp.rename(folder)
-    return folder
+    return _publish(tmp, folder)
 
 
 def prepare_model(cfg) -> str:
@@ -176,9 +196,6 @@ def build_tiny_reward_model(folder, arch: str = "llama", hidden: int = 64, layer
                             kv_heads: int = 1, intermediate: int = 128, seed: int = 0, num_labels: int = 1) -> Path:
     """Save a randomly initialised (seeded) Llama/Qwen2 sequence-classification model, a stand-in reward model
     (num_labels=1: one scalar per sequence, read at the last non-pad token), with the tiny char tokenizer."""
-    import shutil
-    import uuid
-
     from transformers import AutoModelForSequenceClassification
 
     folder = Path(folder)
@@ -187,13 +204,7 @@ def build_tiny_reward_model(folder, arch: str = "llama", hidden: int = 64, layer
                           num_labels=num_labels)
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
-    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")  # private to this builder, thread or process
+    tmp = _private_tmp(folder)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(folder)  # atomic: concurrent actors never see a half-written folder
-    except OSError:  # another process built it first
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (folder / "config.json").exists():
-            raise
-    return folder
+    return _publish(tmp, folder)

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import yaml
 
-from tests.conftest import evoforge
+from tests.conftest import evoforge, train_in_process
 
 pytestmark = pytest.mark.e2e
 
@@ -18,8 +18,11 @@ def metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def train(run_dir, *overrides):
-    proc = evoforge("train", f"run_dir={run_dir}", *QUIET, *overrides)
+def train(run_dir, *overrides, cli: bool = False):
+    """One run on the shared Ray head: a driver in this process, or with cli=True the `evoforge train`
+    command in a subprocess (where the command itself is under test)."""
+    args = (f"run_dir={run_dir}", *QUIET, *overrides)
+    proc = evoforge("train", *args) if cli else train_in_process(*args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -126,11 +129,12 @@ def test_vllm_lora_adapter_broadcast_zero3(tmp_path):
 
 def test_heldout_intervals_fewshot_dataset_parameters_and_a_quiet_console(tmp_path):
     """A Reasoning Gym run with fixed dataset parameters and few-shot examples: held-out accuracy before and
-    after with intervals and pass@k; the console holds one line per step, the workers' output goes to files."""
+    after with intervals and pass@k; the console holds one line per step, the workers' output goes to files.
+    The `evoforge train` command itself, in a subprocess, joining a running cluster as a user's would."""
     run = tmp_path / "rg"
     proc = train(run, "steps=2", "save_every=0", "env=reasoning_gym", "env.name=chain_sum", "env.rg_config.max_digits=1",
                  "env.rg_config.max_terms=2", "env.fewshot=2", "heldout.tasks=[chain_sum,leg_counting]",
-                 "heldout.instances=6", "heldout.samples=3", "heldout.k=2", "algorithm.prompts_per_step=2")
+                 "heldout.instances=6", "heldout.samples=3", "heldout.k=2", "algorithm.prompts_per_step=2", cli=True)
     for tag in ("before", "after"):
         rows = json.loads((run / f"eval_{tag}.json").read_text())
         assert [r["task"] for r in rows] == ["rg_chain_sum", "rg_leg_counting"]

@@ -7,23 +7,19 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.ray_head import MARKER, VENV_BIN, processes_with, ray_head
+
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = (ROOT / "docker" / "k8s" / "ENTRYPOINT").read_text().strip()
-VENV_BIN = Path(sys.executable).parent
 QUIET = ["logger.progress=false", "logger.wandb.enabled=false"]
-MARKER = "EVOFORGE_TEST_RAY_HEAD"  # set for the head only: every process it starts inherits it
 
 
 def readme_section(title: str) -> str:
@@ -41,60 +37,6 @@ def test_readme_submits_the_canonical_training_command():
     assert "--address http://" in options and "--working-dir ." in options
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if marker.encode() in (proc / "environ").read_bytes().split(b"\0"):
-                    found.append(int(proc.name))
-    return found
-
-
-@contextlib.contextmanager
-def ray_head(tmp: Path, token: str, marker: str):
-    """`ray start --head --block` on 127.0.0.1 with the dashboard (job server); yields its address."""
-    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",  # the job's `python` is the venv's
-               RAY_TMPDIR=str(tmp), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0")
-    env[MARKER] = marker
-    env.pop("RAY_ADDRESS", None)
-    env.pop("EVOFORGE_CACHE", None)  # the job gets it from its runtime env
-    port = free_port()
-    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(free_port()),
-           "--dashboard-host", "127.0.0.1", "--dashboard-port", str(port), "--num-cpus", "4",
-           "--temp-dir", str(tmp / "ray"), "--block"]
-    with (tmp / "head.log").open("w") as log:
-        head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert head.poll() is None, "the Ray head exited:\n" + (tmp / "head.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the dashboard did not come up:\n" + (tmp / "head.log").read_text()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=2)
-                break
-            except urllib.error.HTTPError:  # 401 without a token: up, and authenticating
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        # `ray start --block` stops its processes in order on SIGTERM; signalling the whole group at
-        # once makes the raylet wait for the GCS it lost. Then whatever is left in the group goes.
-        head.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            head.wait(60)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGKILL)
-        head.wait()
-
-
 @pytest.mark.e2e
 def test_ray_job_submit_trains_on_an_existing_cluster(tmp_path):
     missing = [m for m in ("aiohttp_cors", "opencensus", "smart_open") if importlib.util.find_spec(m) is None]
@@ -106,7 +48,9 @@ def test_ray_job_submit_trains_on_an_existing_cluster(tmp_path):
     client.pop("RAY_ADDRESS", None)
     run = tmp_path / "run"
     try:
-        with ray_head(tmp, token, marker.split("=", 1)[1]) as address:
+        # the job gets EVOFORGE_CACHE from its runtime env
+        with ray_head(tmp, token, marker.split("=", 1)[1], extra_env={"EVOFORGE_CACHE": None}) as head:
+            address = head.dashboard
             anonymous = {k: v for k, v in client.items() if not k.startswith("RAY_AUTH")}
             refused = subprocess.run([str(VENV_BIN / "ray"), "job", "list", "--address", address], env=anonymous,
                                      cwd=tmp, capture_output=True, text=True, timeout=60)

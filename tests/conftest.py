@@ -119,8 +119,9 @@ def _nothing_left_on_the_shared_head(request):
 def pytest_sessionfinish(session):
     leftover = ray_head.stop_shared_head()
     if leftover:
-        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            f"the shared Ray head left processes running (killed): {leftover}", red=True)
+        note = f"the shared Ray head left processes running (killed): {leftover}"
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")  # none in an xdist worker
+        reporter.write_line(note, red=True) if reporter else print(note, file=sys.stderr)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -90,14 +90,14 @@ def test_two_policies_and_resume_reproduce_the_uninterrupted_run(tmp_path):
            "+roles.solver=solver", "cluster.num_cpus=8", "+scripted.solver=['5','5','6']",
            "episodes.challenger.repetition_threshold=1.0", *BASE]
     full, part = tmp_path / "full", tmp_path / "part"
-    train(full, "steps=4", "save_every=2", "seed=2", *two)
+    train(full, "steps=4", "save_every=3", "seed=2", *two)
     rows = metrics(full)
     assert rows[-1]["policy_version/challenger"] >= 1 and rows[-1]["policy_version/solver"] >= 1
     shutil.copytree(full, part, ignore=shutil.ignore_patterns("step_000004"))
-    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
-    train(part, "steps=4", "save_every=2", "seed=2", f"resume={part}", *two)
+    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    train(part, "steps=4", "save_every=3", "seed=2", f"resume={part}", *two)
     b = metrics(part)
     assert [r["step"] for r in b] == list(range(4)) and len(_records(part)) == len(_records(full))
     for key in ("challenger/reward/mean", "solver/in_band_fraction", "challenger/loss", "solver/loss",
                 "policy_version/challenger", "policy_version/solver"):
-        assert [r.get(key) for r in rows[2:]] == pytest.approx([r.get(key) for r in b[2:]], abs=1e-6), key
+        assert [r.get(key) for r in rows[3:]] == pytest.approx([r.get(key) for r in b[3:]], abs=1e-6), key

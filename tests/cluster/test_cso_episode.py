@@ -156,7 +156,7 @@ def test_cso_end_to_end_with_a_trained_prm_and_an_exact_resume(tmp_path):
     from tests.cluster.test_e2e import metrics, train
 
     full, part = tmp_path / "full", tmp_path / "part"
-    train(full, "steps=4", "save_every=2", "seed=5", *BASE)
+    train(full, "steps=4", "save_every=3", "seed=5", *BASE)
     rows = metrics(full)
     assert [r["kind"] for r in rows] == ["cso"] * 4
     first = rows[0]
@@ -185,18 +185,18 @@ def test_cso_end_to_end_with_a_trained_prm_and_an_exact_resume(tmp_path):
     step0 = [r for r in recs if r["step"] == 0]
     assert all(s == 0.0 for r in step0 for s in r["scores"])  # no continuation writes OK
     assert all(a["score"] == 1.0 and a["kept"] for r in step0 for a in r["alternatives"])
-    prm = full / "checkpoints" / "step_000002" / "episodes" / "cso" / "prm"
+    prm = full / "checkpoints" / "step_000003" / "episodes" / "cso" / "prm"
     assert (prm / "config.json").is_file()  # the trained PRM travels with the checkpoint
 
-    # resume from step 2: the same steps, PRM scores and pairs as the uninterrupted run
+    # resume from step 3: the same step, PRM scores and pairs as the uninterrupted run
     shutil.copytree(full, part, ignore=shutil.ignore_patterns("step_000004"))
-    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
-    train(part, "steps=4", "save_every=2", "seed=5", f"resume={part}", *BASE)
+    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    train(part, "steps=4", "save_every=3", "seed=5", f"resume={part}", *BASE)
     b = metrics(part)
     assert [r["step"] for r in b] == list(range(4))
     for key in ("reward/mean", "cso/failed_mined", "cso/alternatives", "cso/pairs_kept", "rollouts/total", "loss",
                 "policy_version"):
-        assert [r.get(key) for r in rows[2:]] == pytest.approx([r.get(key) for r in b[2:]], abs=1e-6), key
+        assert [r.get(key) for r in rows[3:]] == pytest.approx([r.get(key) for r in b[3:]], abs=1e-6), key
     assert _rounded(_records(part)) == _rounded(recs)  # PRM scores too: the trained PRM came back with the checkpoint
 
 

@@ -153,15 +153,15 @@ def test_two_policies_and_resume_reproduce_the_uninterrupted_run(tmp_path):
            "+scripted.verifier=['Preference: A','B','x','Preference: B']", *BASE, *SCRIPTED,
            "episodes.delta_rubric.verifications=3"]  # 3 of 4 cycled verdicts: the checklists of a pair score apart
     full, part = tmp_path / "full", tmp_path / "part"
-    train(full, "steps=4", "save_every=2", "seed=6", *two)
+    train(full, "steps=4", "save_every=3", "seed=6", *two)
     rows = metrics(full)
     assert rows[-1]["policy_version/verifier"] >= 1 and rows[-1]["policy_version/planner"] >= 1
-    assert (full / "checkpoints" / "step_000002" / "episodes" / "delta_rubric" / "pairs.json").is_file()
+    assert (full / "checkpoints" / "step_000003" / "episodes" / "delta_rubric" / "pairs.json").is_file()
     shutil.copytree(full, part, ignore=shutil.ignore_patterns("step_000004"))
-    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
-    train(part, "steps=4", "save_every=2", "seed=6", f"resume={part}", *two)
+    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    train(part, "steps=4", "save_every=3", "seed=6", f"resume={part}", *two)
     b = metrics(part)
     assert [r["step"] for r in b] == list(range(4)) and len(_records(part)) == len(_records(full)) == 16
     for key in ("planner/reward/mean", "verifier/reward/mean", "planner/loss", "verifier/loss",
                 "policy_version/planner", "policy_version/verifier"):
-        assert [r.get(key) for r in rows[2:]] == pytest.approx([r.get(key) for r in b[2:]], abs=1e-6), key
+        assert [r.get(key) for r in rows[3:]] == pytest.approx([r.get(key) for r in b[3:]], abs=1e-6), key

@@ -74,7 +74,7 @@ def test_memory_episodes_end_to_end_with_replay_and_an_exact_resume(tmp_path):
     from tests.cluster.test_e2e import metrics, train
 
     full, part = tmp_path / "full", tmp_path / "part"
-    train(full, "steps=4", "save_every=2", "seed=3", *BASE)
+    train(full, "steps=4", "save_every=3", "seed=3", *BASE)
     rows = metrics(full)
     assert [r["kind"] for r in rows] == ["memory_expert", "memory_agent", "memagent", "memory_agent"]
     expert = rows[0]
@@ -101,7 +101,7 @@ def test_memory_episodes_end_to_end_with_replay_and_an_exact_resume(tmp_path):
         assert all(r["gold"] and 0.0 <= r["f1"] <= 1.0 for r in ev["rows"])
     assert (full / "plots" / "memory_heldout.png").is_file() and (full / "plots" / "memory_training.png").is_file()
     # transcripts and stores travel with each checkpoint
-    saved = full / "checkpoints" / "step_000002" / "episodes" / "memory_agent" / "memory_agent.jsonl"
+    saved = full / "checkpoints" / "step_000003" / "episodes" / "memory_agent" / "memory_agent.jsonl"
     assert [json.loads(ln) for ln in saved.read_text().splitlines()] == recs[:4]
 
     # replay: the listing, one transcript, a checkpoint, a wrong episode number
@@ -112,19 +112,19 @@ def test_memory_episodes_end_to_end_with_replay_and_an_exact_resume(tmp_path):
     r = recs[5]
     assert f"question: {r['task']['question']}" in one.stdout and f"stop: {r['stop']}" in one.stdout
     assert all(f"--- msg {t['msg']}" in one.stdout for t in r["turns"])
-    exp = evoforge("replay", str(full / "checkpoints" / "step_000002"), "--kind", "memory_expert", "--episode", "0")
+    exp = evoforge("replay", str(full / "checkpoints" / "step_000003"), "--kind", "memory_expert", "--episode", "0")
     assert exp.returncode == 0 and "deleted msg" in exp.stdout and "call: finish(" in exp.stdout
     held = evoforge("replay", str(full), "--kind", "heldout_after")
     assert held.returncode == 0 and len(held.stdout.splitlines()) == 1 + 3
     bad = evoforge("replay", str(full), "--episode", "99")
     assert bad.returncode == 2 and "the run has episodes 0..7" in bad.stderr
 
-    # resume from step 2: the same steps, transcripts and memory stores as the uninterrupted run
+    # resume from step 3: the same step, transcripts and memory stores as the uninterrupted run
     shutil.copytree(full, part, ignore=shutil.ignore_patterns("step_000004"))
-    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
-    train(part, "steps=4", "save_every=2", "seed=3", f"resume={part}", *BASE)
+    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    train(part, "steps=4", "save_every=3", "seed=3", f"resume={part}", *BASE)
     b = metrics(part)
     assert [r["step"] for r in b] == list(range(4))
     for key in ("reward/mean", "agent/turns", "agent/trained_tokens", "loss", "policy_version"):
-        assert [r.get(key) for r in rows[2:]] == pytest.approx([r.get(key) for r in b[2:]], abs=1e-6), key
+        assert [r.get(key) for r in rows[3:]] == pytest.approx([r.get(key) for r in b[3:]], abs=1e-6), key
     assert _records(part) == recs and _records(part, "memagent") == _records(full, "memagent")

@@ -19,7 +19,7 @@ TWO_POLICIES = ["schedule=[distill]", "+policies.teacher.learner.world_size=2",
 
 def test_two_policies_one_episode_two_roles_and_resume(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
-    train(full, "steps=4", "save_every=2", "seed=5", *TWO_POLICIES)
+    train(full, "steps=4", "save_every=3", "seed=5", *TWO_POLICIES)
     rows = metrics(full)
     assert [r["kind"] for r in rows] == ["distill"] * 4
     # both policies advance, each by its own objective (teacher: GRPO, student: SFT on the teacher's best)
@@ -46,16 +46,16 @@ def test_two_policies_one_episode_two_roles_and_resume(tmp_path):
     changed = [n for n, p in trained.named_parameters() if not torch.equal(p, dict(initial.named_parameters())[n])]
     assert changed  # the student's SFT updates reached its checkpoint
     assert (ckpt / "policies" / "student" / "deepspeed").is_dir()
-    # a run stopped after its step-2 checkpoint (what was on disk then), resumed, reproduces the uninterrupted run
+    # a run stopped after its step-3 checkpoint (what was on disk then), resumed, reproduces the uninterrupted run
     shutil.copytree(full, part)
     shutil.rmtree(part / "checkpoints" / "step_000004")
-    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
-    train(part, "steps=4", "save_every=2", "seed=5", f"resume={part}", *TWO_POLICIES)
+    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    train(part, "steps=4", "save_every=3", "seed=5", f"resume={part}", *TWO_POLICIES)
     a, b = rows, metrics(part)
     assert [r["step"] for r in b] == list(range(4))
     for key in ("reward/mean", "teacher/loss", "student/loss", "student/sft/nll", "policy_version/teacher",
                 "policy_version/student"):
-        assert [r[key] for r in a[2:]] == pytest.approx([r[key] for r in b[2:]], abs=1e-6), key
+        assert [r[key] for r in a[3:]] == pytest.approx([r[key] for r in b[3:]], abs=1e-6), key
     # one policy of the run evaluated by name (without a name: tests/cluster/test_schedule.py)
     proc = evoforge("eval", f"checkpoint={full}", "policy=student", "eval.instances=4")
     assert proc.returncode == 0, proc.stderr[-2000:]

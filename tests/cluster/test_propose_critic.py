@@ -113,18 +113,18 @@ def test_two_policies_and_resume_reproduce_the_uninterrupted_run(tmp_path):
     two = ["+policies.proposer={}", "+policies.critic.model.tiny_layers=1", "+roles.proposer=proposer",
            "+roles.critic=critic", "cluster.num_cpus=8", *BASE]
     full, part = tmp_path / "full", tmp_path / "part"
-    train(full, "steps=4", "save_every=2", "seed=4", *two)
+    train(full, "steps=4", "save_every=3", "seed=4", *two)
     rows = metrics(full)
     assert rows[-1]["policy_version/critic"] >= 1 and rows[-1]["policy_version/proposer"] >= 1
-    state = json.loads((full / "checkpoints" / "step_000002" / "episodes" / "propose_critic" / "state.json")
+    state = json.loads((full / "checkpoints" / "step_000003" / "episodes" / "propose_critic" / "state.json")
                        .read_text())
-    assert state["maturity"] == pytest.approx(rows[1]["maturity"])
+    assert state["maturity"] == pytest.approx(rows[2]["maturity"])
     shutil.copytree(full, part, ignore=shutil.ignore_patterns("step_000004"))
-    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
-    train(part, "steps=4", "save_every=2", "seed=4", f"resume={part}", *two)
+    (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    train(part, "steps=4", "save_every=3", "seed=4", f"resume={part}", *two)
     b = metrics(part)
     assert [r["step"] for r in b] == list(range(4))
     assert len(_records(part)) == len(_records(full)) == 16  # the records past the checkpoint were replaced
     for key in ("proposer/reward/mean", "critic/reward/mean", "maturity", "proposer/loss", "critic/loss",
                 "policy_version/proposer", "policy_version/critic"):
-        assert [r.get(key) for r in rows[2:]] == pytest.approx([r.get(key) for r in b[2:]], abs=1e-6), key
+        assert [r.get(key) for r in rows[3:]] == pytest.approx([r.get(key) for r in b[3:]], abs=1e-6), key

@@ -82,7 +82,9 @@ def check_exact(models, ts, objective, settings, world, updates, micro, temperat
         expected, _ = obj.loss(model, mini, settings, None, temperature, ref)
         expected.backward()
         assert combined == pytest.approx(expected.item(), rel=1e-5, abs=1e-7)
-        torch.testing.assert_close(sharded, _grads(model), rtol=1e-4, atol=1e-7)
+        # float32 sums in another order (micro batches per rank vs one batch): an element of 1e-4 can differ
+        # by 1e-7; a wrong normalizer or a lost row is off by orders more
+        torch.testing.assert_close(sharded, _grads(model), rtol=1e-4, atol=5e-7)
         assert _grads(model).abs().sum() > 0
 
 

@@ -44,13 +44,17 @@ def test_bad_model_names(tmp_path):
         prepare_model(tiny_cfg(tmp_path, tiny_arch="gpt9"))
 
 
-def test_smollm2_converted_from_gguf_matches(tmp_path):
-    """The converted checkpoint is a plain HF model whose logits equal the GGUF-loaded model's."""
+def test_smollm2_converted_from_gguf_matches():
+    """The converted checkpoint is a plain HF model whose logits equal the GGUF-loaded model's. The pytest
+    run's one conversion, in the shared cache that every test loading SmolLM2 uses (a fresh clone's first
+    such test converts it)."""
+    import os
+
     from transformers import AutoModelForCausalLM
 
     from trainers.models import smollm2_package_dir
 
-    folder = prepare_model(SimpleNamespace(name="smollm2", cache_dir=str(tmp_path)))
+    folder = prepare_model(SimpleNamespace(name="smollm2", cache_dir=os.environ["EVOFORGE_CACHE"]))
     config = json.loads((Path(folder) / "config.json").read_text())
     assert "quantization_config" not in config and config["model_type"] == "llama"
     model = load_causal_lm(folder)

@@ -68,8 +68,13 @@ def ray_head(tmp: Path, token: str, marker_value: str, num_cpus: int = 4, extra_
     env[MARKER] = marker_value
     env.pop("RAY_ADDRESS", None)
     gcs_port, dash_port = free_port(), free_port()
+    # every listener on a port of its own: Ray's fixed defaults (the dashboard agent's 52365, the client
+    # server's 10001, ...) collide between two heads on one machine, and the second head's job agent is lost
+    ports = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                    "runtime-env-agent-port", "metrics-export-port",
+                                                    "ray-client-server-port")]
     cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
-           "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash_port), "--num-cpus", str(num_cpus),
+           "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash_port), *ports, "--num-cpus", str(num_cpus),
            "--temp-dir", str(tmp / "ray"), "--disable-usage-stats", "--block"]
     with (tmp / "head.log").open("w") as log:
         head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

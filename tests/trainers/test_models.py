@@ -85,3 +85,20 @@ def test_fewshot_examples_are_earlier_turns(tmp_path):
     tiny = load_tokenizer(prepare_model(tiny_cfg(tmp_path)))
     ids = encode_prompt(tiny, "Repeat 3:", chat_template=False, shots=[("Repeat 1:", "1")])
     assert tiny.decode(ids) == "Repeat 1:\n1\n\nRepeat 3:"
+
+
+def test_builders_racing_for_one_cache_folder_both_get_a_complete_model(tmp_path):
+    """Parallel pytest workers (or actors) preparing the same model: each builds in a private folder and
+    renames it into place; the loser's build is dropped, both get the complete folder, nothing half-written."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from trainers.models import build_tiny_model
+
+    folder = tmp_path / "tiny"
+    args = ("llama", 32, 1, 2, 1, 64, 0)
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda _: build_tiny_model(folder, *args), range(2)))
+    assert paths == [folder, folder]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]  # no build folder left behind
+    load_causal_lm(str(folder))
+    assert load_tokenizer(str(folder)).pad_token_id is not None

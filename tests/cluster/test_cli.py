@@ -1,7 +1,11 @@
-"""The command line: help, one-line errors, config validation before anything starts."""
+"""The command line: help, one-line errors, config validation before anything starts.
+
+The command runs in a subprocess where its own start-up is under test (help, unknown commands and keys,
+wrong types, a cross-key check); the many validation messages run `evoforge train` in this process
+(tests.conftest.train_in_process: the same Hydra app, exit code and stderr, without an interpreter per case)."""
 import pytest
 
-from tests.conftest import evoforge
+from tests.conftest import evoforge, train_in_process
 
 
 def test_help():
@@ -70,15 +74,15 @@ def test_cross_key_validation(tmp_path):
      "judges.r.template: a judge with a plan_template reads the checklist: add {checklist}"),
 ])
 def test_weight_sync_and_colocate_validation(tmp_path, overrides, message):
-    proc = evoforge("train", f"run_dir={tmp_path / 'r'}", *overrides)
+    proc = train_in_process(f"run_dir={tmp_path / 'r'}", *overrides)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
 
 
 def test_unknown_environment_and_model(tmp_path):
-    proc = evoforge("train", f"run_dir={tmp_path / 'r'}", "env.name=nope", "logger.wandb.enabled=false")
+    proc = train_in_process(f"run_dir={tmp_path / 'r'}", "env.name=nope", "logger.wandb.enabled=false")
     assert proc.returncode == 1 and "unknown environment 'nope'" in proc.stderr and "Traceback" not in proc.stderr
-    proc = evoforge("train", f"run_dir={tmp_path / 's'}", f"model.name={tmp_path}", "logger.wandb.enabled=false")
+    proc = train_in_process(f"run_dir={tmp_path / 's'}", f"model.name={tmp_path}", "logger.wandb.enabled=false")
     assert proc.returncode == 1 and "without config.json" in proc.stderr
 
 

@@ -71,12 +71,29 @@ def test_cli_on_a_checkpoint_matches_the_library_on_the_same_weights(tmp_path, t
     rows = evaluate(tiny_model_path, TASKS, compose_config([]), EvalConfig(instances=3, max_new_tokens=6))
     assert rows == cli_rows
     # pass@k from sampled responses: the table grows a column, the rows their estimate and interval
-    proc = evoforge("eval", f"checkpoint={run_dir}", "eval.tasks=[repeat_digits]", "eval.instances=3",
-                    "eval.max_new_tokens=6", "eval.samples=3", "eval.k=2", timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "pass@k [95% CI]" in proc.stdout and "(k=2)" in proc.stdout
-    proc = evoforge("eval", f"checkpoint={run_dir}", "eval.samples=2", "eval.k=3", timeout=300)
-    assert proc.returncode == 1 and "eval.k=3: pass@k needs 1 <= k <= eval.samples=2" in proc.stderr
+    # the same command in this process (its start-up was tested above)
+    code, out, err = _eval_in_process(f"checkpoint={run_dir}", "eval.tasks=[repeat_digits]", "eval.instances=3",
+                                      "eval.max_new_tokens=6", "eval.samples=3", "eval.k=2")
+    assert code == 0, err
+    assert "pass@k [95% CI]" in out and "(k=2)" in out
+    code, out, err = _eval_in_process(f"checkpoint={run_dir}", "eval.samples=2", "eval.k=3")
+    assert code == 1 and "eval.k=3: pass@k needs 1 <= k <= eval.samples=2" in err
+
+
+def _eval_in_process(*args):
+    """`evoforge eval ARGS` in this process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from cluster.evaluate import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
 
 
 def test_evaluate_backend_scores_a_given_backend_deterministically(tiny_model_path):

@@ -40,6 +40,8 @@ class LearnerGroup:
             for r in range(lc.world_size)
         ]
         self.info: list[dict] | None = None
+        self._joining: list | None = None  # the ranks' setup calls, submitted by begin(), joined by start()
+        self._rendezvous: tempfile.TemporaryDirectory | None = None
         self.settings = LossSettings(
             policy=PolicyLossConfig(clip_low=self.algo.clip_low, clip_high=self.algo.clip_high,
                                     aggregation=self.algo.aggregation, kl_coef=self.algo.kl_coef,
@@ -50,21 +52,39 @@ class LearnerGroup:
         if start:
             self.start()
 
-    def start(self) -> None:
-        """Every rank joins the process group (once)."""
-        if self.info is not None:
+    def begin(self) -> None:
+        """Submit every rank's setup (model, DeepSpeed engine, process group) without waiting: the ranks set
+        up while the caller starts other actors, e.g. another policy's learners (start() joins them)."""
+        if self.info is not None or self._joining is not None:
             return
-        nodes = set(ray.get([w.node_address.remote() for w in self.ranks]))
-        if len(nodes) == 1:
+        if len(self._nodes()) == 1:
             # one node: rendezvous through a file, so no TCP listener is opened
-            with tempfile.TemporaryDirectory(prefix="evoforge-rdzv-", dir=os.environ.get("RAY_TMPDIR")) as tmp:
-                self.info = self._setup(f"file://{os.path.join(tmp, 'init')}")
+            self._rendezvous = tempfile.TemporaryDirectory(prefix="evoforge-rdzv-", dir=os.environ.get("RAY_TMPDIR"))
+            init_method = f"file://{os.path.join(self._rendezvous.name, 'init')}"
         else:  # ranks on several nodes: TCP store on rank 0's node
             host, port = ray.get(self.ranks[0].free_port.remote())
-            self.info = self._setup(f"tcp://{host}:{port}")
+            init_method = f"tcp://{host}:{port}"
+        self._joining = [w.setup.remote(init_method) for w in self.ranks]  # every rank joins at once
 
-    def _setup(self, init_method: str) -> list[dict]:
-        return ray.get([w.setup.remote(init_method) for w in self.ranks])  # every rank joins at once
+    def start(self) -> None:
+        """Every rank joins the process group (once)."""
+        self.begin()
+        if self.info is not None:
+            return
+        try:
+            self.info = ray.get(self._joining)
+        finally:
+            self._joining = None
+            if self._rendezvous is not None:
+                self._rendezvous.cleanup()
+                self._rendezvous = None
+
+    def _nodes(self) -> set:
+        """The nodes the ranks' bundles were placed on (known once the placement group is ready)."""
+        placed = ray.util.placement_group_table(self.pg).get("bundles_to_node_id") or {}
+        if len(placed) == len(self.ranks):
+            return set(placed.values())
+        return set(ray.get([w.node_address.remote() for w in self.ranks]))
 
     def update(self, trajectories: list[Trajectory], objective: str, temperature: float, pad_id: int,
                recompute_old: bool = False, is_cap: float | None = None) -> dict:

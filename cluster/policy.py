@@ -28,7 +28,7 @@ class Policy:
     scripted = False
 
     def __init__(self, name: str, cfg, pcfg, strategy: str, start: bool = True):
-        """start=False: its rollout workers and learner ranks are launched and load in the background;
+        """start=False: its rollout workers and learner ranks are launched and set up in the background;
         start() waits for them (the run launches every policy's actors before waiting for any)."""
         self.name, self.pcfg = name, pcfg
         self.cfg = replace(cfg, model=pcfg.model, rollout=pcfg.rollout, learner=pcfg.learner)  # the run, as seen here
@@ -37,6 +37,7 @@ class Policy:
         self.version = 0
         self.rollout = RolloutPool(self.cfg, self.model_path, strategy, name=f"rollout-{name}", wait=False)
         self.learners = LearnerGroup(self.cfg, self.model_path, strategy, name=f"learner-{name}", start=False)
+        self.learners.begin()  # the ranks set up while the run starts its other actors
         if start:
             self.start()
 

@@ -138,8 +138,14 @@ def stop_shared_head() -> list[int]:
     marker = _shared.marker
     _stack.close()
     _shared = None
+    return reap(marker)
+
+
+def reap(marker: str) -> list[int]:
+    """After a head has stopped: the PIDs of its processes (environment holds `marker`) still running after
+    20 s, killed; the head's workers leave once their raylet is gone."""
     leftover = []
-    for _ in range(40):  # the head's workers leave once their raylet is gone
+    for _ in range(40):
         leftover = processes_with(marker)
         if not leftover:
             break

@@ -1,12 +1,10 @@
 """`ray job submit` of a training run to a real Ray head on loopback, with token authentication, and the
 README's cluster command, which must be the canonical one of docker/k8s/ENTRYPOINT."""
-import contextlib
 import importlib.util
 import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.ray_head import MARKER, VENV_BIN, processes_with, ray_head
+from tests.ray_head import MARKER, VENV_BIN, ray_head, reap
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = (ROOT / "docker" / "k8s" / "ENTRYPOINT").read_text().strip()
@@ -69,15 +67,7 @@ def test_ray_job_submit_trains_on_an_existing_cluster(tmp_path):
                 time.sleep(1)
             assert job.returncode == 0, output[-4000:]
             assert "succeeded" in output and f"evoforge: run directory {run}" in output
-        leftover = []
-        for _ in range(40):  # the head's workers leave once their raylet is gone
-            leftover = processes_with(marker)
-            if not leftover:
-                break
-            time.sleep(0.5)
-        for pid in leftover:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        leftover = reap(marker)
         assert not leftover, f"processes of the Ray head still running: {leftover}"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

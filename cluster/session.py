@@ -82,12 +82,7 @@ def start_ray(cfg, log_dir: Path | None = None) -> None:
         marks = {MARKER: _watch_embedded_cluster(), "SPT_NOENV": "1"}
         saved = {k: os.environ.get(k) for k in marks}
         os.environ.update(marks)
-        runtime_env = {"env_vars": env}
-        if log_dir is not None:
-            env[LOG_DIR_ENV] = str(Path(log_dir).resolve())
-            runtime_env["worker_process_setup_hook"] = "actors.worker_logs.to_file"
-            # token auth stays on (Ray's default); its note that it is on is not news on every start
-            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        runtime_env = _worker_runtime_env(env, log_dir)
         try:
             with _stderr_to(None if log_dir is None else Path(log_dir) / "ray.log"):
                 ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, include_dashboard=False,
@@ -104,14 +99,21 @@ def start_ray(cfg, log_dir: Path | None = None) -> None:
         # A driver started by hand (or a test) that joins a running cluster sends its workers' output to
         # `log_dir` as an embedded cluster's do. Nothing of a cluster this driver joins carries its marker, so
         # nothing of it is ever reaped.
-        runtime_env = None
-        if log_dir is not None:
-            env[LOG_DIR_ENV] = str(Path(log_dir).resolve())
-            runtime_env = {"env_vars": env, "worker_process_setup_hook": "actors.worker_logs.to_file"}
-            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        runtime_env = _worker_runtime_env(env, log_dir) if log_dir is not None else None
         with _stderr_to(None if log_dir is None else Path(log_dir) / "ray.log"):
             ray.init(address=cfg.address, namespace=cfg.namespace, runtime_env=runtime_env,
                      log_to_driver=log_dir is None, configure_logging=log_dir is None)
+
+
+def _worker_runtime_env(env: dict, log_dir: Path | None) -> dict:
+    """The job's runtime env: `env` for every worker and, with `log_dir`, their output to files there."""
+    runtime_env = {"env_vars": env}
+    if log_dir is not None:
+        env[LOG_DIR_ENV] = str(Path(log_dir).resolve())
+        runtime_env["worker_process_setup_hook"] = "actors.worker_logs.to_file"
+        # token auth stays on (Ray's default); its note that it is on is not news on every start
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    return runtime_env
 
 
 def in_submitted_job() -> bool:

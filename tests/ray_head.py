@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.reaper import MARKER as REAPER_MARKER
+from cluster.reaper import find
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -36,13 +37,7 @@ def free_port() -> int:
 
 def processes_with(marker: str) -> list[int]:
     """PIDs of the processes whose environment holds `marker` ("NAME=value")."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if marker.encode() in (proc / "environ").read_bytes().split(b"\0"):
-                    found.append(int(proc.name))
-    return found
+    return find(marker.encode())
 
 
 @dataclass
@@ -52,9 +47,9 @@ class Head:
     token: str
     marker: str     # "NAME=value" in the environment of every process of the head
 
-    def client_env(self, base: dict | None = None) -> dict:
+    def client_env(self) -> dict:
         """An environment for a process that talks to this head (token authentication)."""
-        env = dict(os.environ if base is None else base, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token)
+        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token)
         env.pop("RAY_ADDRESS", None)
         return env
 
@@ -62,11 +57,13 @@ class Head:
 @contextlib.contextmanager
 def ray_head(tmp: Path, token: str, marker_value: str, num_cpus: int = 4, extra_env: dict | None = None):
     """`ray start --head --block` on 127.0.0.1 with the dashboard (job server), token authentication and
-    `num_cpus` CPUs, its processes' environment changed by `extra_env`; yields a Head. On exit the head is stopped by its PID (SIGTERM, then its group)."""
+    `num_cpus` CPUs, its processes' environment changed by `extra_env` (a value None removes the key);
+    yields a Head. On exit the head is stopped by its PID (SIGTERM, then its group)."""
     env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",  # a job's `python` is the venv's
                RAY_TMPDIR=str(tmp), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0")
-    for key, value in (extra_env or {}).items():  # None: the head's processes do not inherit `key`
-        env.pop(key, None) if value is None else env.__setitem__(key, value)
+    env.update({k: v for k, v in (extra_env or {}).items() if v is not None})
+    for key in [k for k, v in (extra_env or {}).items() if v is None]:
+        env.pop(key, None)
     env[MARKER] = marker_value
     env.pop("RAY_ADDRESS", None)
     gcs_port, dash_port = free_port(), free_port()

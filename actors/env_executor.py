@@ -14,7 +14,11 @@ from dataclasses import asdict
 
 import ray
 
-from envs.sandbox import Limits, SandboxUnavailable, make_pool
+from envs.sandbox.limits import Limits
+
+from envs.errors import SandboxUnavailable
+
+from envs.sandbox.backends import make_pool
 
 
 @ray.remote

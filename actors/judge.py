@@ -17,7 +17,7 @@ Ray actor; every one has `ready()` and `judge(requests) -> list[dict]`:
 Pure functions (no Ray, no torch): `parse_verdict` (strict: an unreadable answer
 is None, never a default), `fill_template`, `split_steps` and
 `step_scores_to_tokens`, which spreads step scores over response tokens by their
-character offsets. Retries, timeouts and restarts live in `cluster.judges`.
+character offsets. Retries, timeouts and restarts live in `cluster.runtime.judges`.
 """
 from __future__ import annotations
 

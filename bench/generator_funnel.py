@@ -28,7 +28,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
-from cluster.config import ModelConfig, SamplingConfig  # noqa: E402
+from cluster.config.schema import ModelConfig, SamplingConfig  # noqa: E402
 from envs.gates import CheckConfig, check_environment  # noqa: E402
 from envs.library import sample_prompts  # noqa: E402
 from envs.novelty import check_novelty  # noqa: E402
@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--variants", default="puzzles-0.5-480,starters-0.5-400,starters-0.7-400,starters-0.5-400-topics")
     args = ap.parse_args()
     from actors.rollout.vllm_backend import VLLMBackend
-    from envs.sandbox import make_pool
+    from envs.sandbox.backends import make_pool
     from transformers import AutoTokenizer
 
     cfg = ModelConfig(name="smollm2", chat_template=True)

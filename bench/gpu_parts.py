@@ -35,7 +35,7 @@ ROWS: list[tuple[str, str, str]] = []
 
 
 def sampling(**kw) -> SimpleNamespace:
-    """The fields of cluster.config.SamplingConfig (without importing Hydra, which this check may lack)."""
+    """The fields of cluster.config.schema.SamplingConfig (without importing Hydra, which this check may lack)."""
     base = dict(n=4, max_new_tokens=16, temperature=1.0, top_p=1.0, top_k=0, min_p=0.0, stop=[], cuts_fraction=0.0)
     return SimpleNamespace(**{**base, **kw})
 

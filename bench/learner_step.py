@@ -55,7 +55,7 @@ def main() -> None:
     os.environ.setdefault("EVOFORGE_CACHE", str(ROOT / "bench" / "out" / "cache"))
     import torch
 
-    from cluster.config import LearnerConfig, ModelConfig
+    from cluster.config.schema import LearnerConfig, ModelConfig
     from trainers.batch import Trajectory, collate
     from trainers.ds_config import deepspeed_config
     from trainers.grpo import micro_batch_loss

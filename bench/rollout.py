@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cluster.config import ModelConfig, SamplingConfig  # noqa: E402
+from cluster.config.schema import ModelConfig, SamplingConfig  # noqa: E402
 from envs.protocol import load_environment  # noqa: E402
 from envs.registry import resolve_environment  # noqa: E402
 from trainers.models import encode_prompt, load_causal_lm, prepare_model  # noqa: E402

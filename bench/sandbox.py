@@ -22,7 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from envs.registry import resolve_environment  # noqa: E402
-from envs.sandbox import Limits, SandboxUnavailable, make_pool  # noqa: E402
+from envs.sandbox.limits import Limits  # noqa: E402
+from envs.errors import SandboxUnavailable  # noqa: E402
+from envs.sandbox.backends import make_pool  # noqa: E402
 
 TRIVIAL = '''class Trivial:
     name = "trivial"

@@ -127,7 +127,7 @@ def trl_child(work: Work, steps: int, dtype: str, result_path: str) -> None:
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from cluster.config import ModelConfig
+    from cluster.config.schema import ModelConfig
     from envs.protocol import load_environment
     from envs.registry import resolve_environment
     from trainers.models import load_tokenizer, prepare_model

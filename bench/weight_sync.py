@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ray  # noqa: E402
 
-from cluster.config import AlgorithmConfig, LearnerConfig, ModelConfig, RolloutConfig  # noqa: E402
-from cluster.learner_group import LearnerGroup  # noqa: E402
-from cluster.rollout_pool import RolloutPool  # noqa: E402
+from cluster.config.schema import AlgorithmConfig, LearnerConfig, ModelConfig, RolloutConfig  # noqa: E402
+from cluster.runtime.learner_group import LearnerGroup  # noqa: E402
+from cluster.runtime.rollout_pool import RolloutPool  # noqa: E402
 from trainers.models import prepare_model  # noqa: E402
 
 

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return env_main(rest)
     if command == "report":
-        from cluster.report_html import main as report_main
+        from cluster.reports.html import main as report_main
 
         return report_main(rest)
     if command == "replay":

@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cluster import checkpoint as ckpt
-from cluster.context import Context
+from cluster.rundir import checkpoint as ckpt
+from cluster.runtime.context import Context
 from cluster.episodes import build as build_episode
-from cluster.metrics import MetricsLog, Progress
-from cluster.schedule import Schedule, default_pattern
+from cluster.rundir.metrics import MetricsLog, Progress
+from cluster.episodes.schedule import Schedule, default_pattern
 
 
 class Driver:
@@ -60,7 +60,7 @@ class Driver:
         """heldout.tasks: the solver role's accuracy on held-out instances -> run_dir/eval_<tag>.json;
         selfplay.generator_heldout: the generator's gate pass rates on fixed prompts -> generator_eval_<tag>.json."""
         if self.cfg.heldout.tasks:
-            from cluster.heldout import measure
+            from cluster.evaluation.heldout import measure
 
             measure(self.cfg, self.ctx.env, self.ctx.policy("solver"), tag, self.run_dir)
         if self.ctx.evo is not None and self.cfg.selfplay.generator_heldout:

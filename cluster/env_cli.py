@@ -86,7 +86,9 @@ def _list() -> int:
 
 def _check(args) -> int:
     from envs.gates import CheckConfig, check_environment, report_dict
-    from envs.sandbox import Limits, SandboxUnavailable, make_pool
+    from envs.sandbox.limits import Limits
+    from envs.errors import SandboxUnavailable
+    from envs.sandbox.backends import make_pool
 
     path = Path(args.path)
     if not path.is_file():

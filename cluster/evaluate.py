@@ -114,7 +114,7 @@ def sandbox_limits(sandbox_cfg, kinds: Sequence[str]):
     """Limits from the env's sandbox config; Reasoning Gym tasks get its import and (at least) its limits."""
     from omegaconf import OmegaConf
 
-    from envs.sandbox import Limits
+    from envs.sandbox.limits import Limits
 
     limits = Limits(**{k: getattr(sandbox_cfg, k) for k in Limits.__dataclass_fields__})
     limits.extra_imports = list(limits.extra_imports)
@@ -136,8 +136,8 @@ def evaluate_backend(backend, tasks: Sequence[str], cfg, ev: EvalConfig | None =
     made here and closed after). Returns one row per task: task, instances, accuracy, exact, response_tokens,
     difficulty, seed, verdicts.
     """
-    from cluster.config import SamplingConfig
-    from envs.sandbox import make_pool
+    from cluster.config.schema import SamplingConfig
+    from envs.sandbox.backends import make_pool
     from trainers.models import encode_prompt
 
     ev = ev or EvalConfig()
@@ -192,7 +192,7 @@ def score_row(task: str, scores: list[float], verdicts: list[str], lengths: list
     1), the per-instance scores (for paired before/after comparisons), and with `sampled` (each instance's
     sampled scores) pass@k: the unbiased estimate per instance (a sample passes when it scores 1), its mean
     and interval, and the mean sampled score."""
-    from cluster.stats import mean_interval, pass_at_k
+    from cluster.evaluation.stats import mean_interval, pass_at_k
 
     n = len(scores)
     counts: dict[str, int] = {}
@@ -242,7 +242,7 @@ def evaluate(model_path: str, tasks: Sequence[str], cfg, ev: EvalConfig | None =
 def checkpoint_model_dir(path: str, policy: str | None = None) -> Path:
     """The HF folder (full model or PEFT adapter) of a run directory, a checkpoint folder or an HF folder;
     of a multi-policy checkpoint, the named policy's (policies/<policy>/hf)."""
-    from cluster.checkpoint import ResumeError, find_checkpoint
+    from cluster.rundir.checkpoint import ResumeError, find_checkpoint
 
     p = Path(path).expanduser()
     if not p.exists():
@@ -363,7 +363,7 @@ def compose_config(overrides: Sequence[str]):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from cluster.config import register_configs
+    from cluster.config.schema import register_configs
 
     register_configs()
     try:
@@ -384,8 +384,9 @@ def _first_line(e: BaseException) -> str:
 def main(argv: Sequence[str]) -> int:
     """`evoforge eval ...`: print the table (and write eval.output); one-line errors exit 1."""
     from envs.pool import PoolError
-    from envs.registry import UnknownEnvironmentError
-    from envs.sandbox import SandboxUnavailable, resolve_backend
+    from envs.errors import UnknownEnvironmentError
+    from envs.errors import SandboxUnavailable
+    from envs.sandbox.backends import resolve_backend
     from trainers.models import ModelError
 
     if any(a in ("-h", "--help", "help") for a in argv):

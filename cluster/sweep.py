@@ -8,7 +8,7 @@ there a point is named by the config keys whose values differ between the points
 
 When points hold held-out measurements (`eval_before.json`, `eval_after.json`, as `evoforge eval` writes
 them), the summary also compares them: one row per (point, task) with accuracy before and after, their
-95% intervals, the paired change on the same instances (cluster.report.held_out_entry) and the point's
+95% intervals, the paired change on the same instances (cluster.reports.summary.held_out_entry) and the point's
 training totals (rollouts, tokens, preference pairs), as `heldout.csv`, a second printed table and
 `plots/heldout_comparison.png`.
 """
@@ -128,7 +128,7 @@ def heldout_rows(sweep_dir: Path) -> list[dict]:
     """One row per (point, task) of the points with eval files: held-out accuracy before and after training
     with 95% intervals, the paired change (delta, delta_ci, significant; an unpaired delta without interval
     when the files lack per-instance scores), and the point's training totals from its metrics."""
-    from cluster.report import _read_eval, held_out_entry
+    from cluster.reports.summary import _read_eval, held_out_entry
 
     dirs = point_dirs(sweep_dir)
     out = []

@@ -9,8 +9,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from cluster.config import register_configs
-from cluster.validate import ConfigError, validate
+from cluster.config.schema import register_configs
+from cluster.config.errors import ConfigError
+from cluster.config.checks import validate
 
 register_configs()
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -19,8 +20,8 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 def run(cfg, run_dir: Path, resolved: dict) -> dict:
     """Start (or join) the cluster, train, and return the last metrics row."""
     from cluster.driver import Driver
-    from cluster.metrics import read_metrics
-    from cluster.session import in_submitted_job, start_ray, stop_ray
+    from cluster.rundir.metrics import read_metrics
+    from cluster.runtime.session import in_submitted_job, start_ray, stop_ray
 
     log_dir = run_dir / "logs" if cfg.logger.worker_logs == "file" and not in_submitted_job() else None
     if log_dir is not None:
@@ -31,16 +32,16 @@ def run(cfg, run_dir: Path, resolved: dict) -> dict:
         driver.train()
     finally:
         stop_ray()
-    from cluster.coevolve_report import COEVOLUTION_KINDS
-    from cluster.cso_report import CSO_KINDS
-    from cluster.memory_report import MEMORY_KINDS
+    from cluster.episodes.coevolution.report import COEVOLUTION_KINDS
+    from cluster.episodes.cso.report import CSO_KINDS
+    from cluster.episodes.memory.report import MEMORY_KINDS
 
     kinds = set(cfg.schedule) | set(cfg.schedule_warmup)
     reported = any(kind in COEVOLUTION_KINDS + MEMORY_KINDS + CSO_KINDS for kind in kinds)  # their own sections
     if cfg.selfplay.enabled or cfg.heldout.tasks or reported:  # funnel, library, rewards, held-out; plots
-        from cluster.report import print_summary
+        from cluster.reports.summary import print_summary
 
-        from cluster.report_html import write_report
+        from cluster.reports.html import write_report
 
         print_summary(run_dir)
         page = write_report(run_dir)  # writes the plots too
@@ -52,11 +53,12 @@ def run(cfg, run_dir: Path, resolved: dict) -> dict:
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
 def main(dcfg: DictConfig) -> float | None:
-    from cluster.checkpoint import ResumeError, find_checkpoint
-    from cluster.judges import JudgeFailed
-    from cluster.placement import PlacementError
-    from envs.registry import UnknownEnvironmentError
-    from envs.sandbox import SandboxUnavailable, resolve_backend
+    from cluster.rundir.checkpoint import ResumeError, find_checkpoint
+    from cluster.runtime.judges import JudgeFailed
+    from cluster.runtime.placement import PlacementError
+    from envs.errors import UnknownEnvironmentError
+    from envs.errors import SandboxUnavailable
+    from envs.sandbox.backends import resolve_backend
     from trainers.models import ModelError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)

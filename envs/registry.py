@@ -3,18 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from envs.errors import UnknownEnvironmentError
+
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 SEEDS_DIR = Path(__file__).resolve().parent / "seeds"
 STARTERS_DIR = Path(__file__).resolve().parent / "starters"
 # selfplay.seed_set: which hand-written environments a self-play library starts from
 SEED_SETS = ("puzzles", "starters", "all")
-
-
-class UnknownEnvironmentError(KeyError):
-    """No builtin of that name and no such .py file."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else ""
 
 
 def _files(folder: Path) -> dict[str, Path]:

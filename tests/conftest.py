@@ -74,7 +74,7 @@ def train_in_process(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:
-    from cluster.config import ModelConfig
+    from cluster.config.schema import ModelConfig
     from trainers.models import prepare_model
 
     cfg = ModelConfig()

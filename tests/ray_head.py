@@ -20,8 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.reaper import MARKER as REAPER_MARKER
-from cluster.reaper import find
+from cluster.runtime.reaper import MARKER as REAPER_MARKER
+from cluster.runtime.reaper import find
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -124,10 +124,10 @@ def shared_head() -> Head:
         _stack.callback(shutil.rmtree, tmp, True)
         # the workers import the project from the checkout, as an embedded cluster's do
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        # if this process is killed before it can stop the head, cluster.reaper ends every process of it
+        # if this process is killed before it can stop the head, cluster.runtime.reaper ends every process of it
         # (they all carry the reaper's marker), as it does for an embedded cluster whose driver was killed
         cluster_id = secrets.token_hex(8)
-        subprocess.Popen([sys.executable, "-E", "-s", "-m", "cluster.reaper", str(os.getpid()), cluster_id],
+        subprocess.Popen([sys.executable, "-E", "-s", "-m", "cluster.runtime.reaper", str(os.getpid()), cluster_id],
                          cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
         _shared = _stack.enter_context(ray_head(tmp, _TOKEN, secrets.token_hex(8), SHARED_CPUS,

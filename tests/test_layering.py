@@ -61,3 +61,89 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path, monkeypa
     assert violations("trainers") == ["trainers/bad.py:4 imports ray.util", "trainers/bad.py:5 imports cluster",
                                       "trainers/bad.py:6 imports actors.weights"]
     assert [m for _, m in imported_modules(pkg / "ok.py")] == ["trainers", "trainers.bad"]
+
+
+PACKAGES = ("cluster", "actors", "trainers", "envs")
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path = None) -> dict[str, set[str]]:
+    """module -> the project modules it imports (at module level or inside functions). `from a.b import c` names
+    a.b.c where that is a module, else a.b; importing a.b.c also runs a/__init__ and a/b/__init__, which count
+    only when they hold code (a package face that is just a docstring imports nothing)."""
+    root = root or ROOT
+    paths = {module_name(p, root): p for pkg in PACKAGES for p in (root / pkg).rglob("*.py")}
+    has_code = {n for n, p in paths.items() if p.name == "__init__.py" and any(
+        isinstance(s, (ast.Import, ast.ImportFrom)) for s in ast.walk(ast.parse(p.read_text())))}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        targets = set()
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            found = []
+            if isinstance(node, ast.Import):
+                found = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+                    base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                found = [f"{module}.{a.name}" if f"{module}.{a.name}" in paths else module for a in node.names]
+            for module in found:
+                parents = [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)]
+                implicit = [p for p in parents if p in has_code and not name.startswith(p + ".")]
+                targets.update(m for m in [module, *implicit] if m in paths and m != name)
+        graph[name] = targets
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10_000)
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circles():
+    """No two modules import each other, directly or around a loop, counting imports inside functions."""
+    assert circles(import_graph()) == []
+
+
+def test_the_circle_check_sees_a_loop_through_a_function_level_import(tmp_path, monkeypatch):
+    for pkg in PACKAGES:
+        (tmp_path / pkg).mkdir()
+    (tmp_path / "cluster" / "a.py").write_text("from cluster.b import x\n")
+    (tmp_path / "cluster" / "b.py").write_text("x = 1\n\ndef f():\n    from cluster import a\n")
+    (tmp_path / "cluster" / "c.py").write_text("from cluster.a import x\n")
+    assert circles(import_graph(tmp_path)) == [["cluster.a", "cluster.b"]]

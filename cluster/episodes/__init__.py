@@ -61,14 +61,14 @@ class Episode:
 
 
 def episode_kinds() -> dict[str, type]:
-    from cluster.episodes.challenger import ChallengerEpisode
-    from cluster.episodes.cso import CSOEpisode
-    from cluster.episodes.delta_rubric import DeltaRubricEpisode
-    from cluster.episodes.distill import DistillEpisode
-    from cluster.episodes.evoenv import EvoEnvEpisode
-    from cluster.episodes.memory_agent import MemAgentEpisode, MemoryAgentEpisode, MemoryExpertEpisode
-    from cluster.episodes.propose_critic import ProposeCriticEpisode
-    from cluster.episodes.task import TaskEpisode
+    from cluster.episodes.challenger.episode import ChallengerEpisode
+    from cluster.episodes.cso.episode import CSOEpisode
+    from cluster.episodes.delta_rubric.episode import DeltaRubricEpisode
+    from cluster.episodes.distill.episode import DistillEpisode
+    from cluster.episodes.selfplay.episode import EvoEnvEpisode
+    from cluster.episodes.memory.episode import MemAgentEpisode, MemoryAgentEpisode, MemoryExpertEpisode
+    from cluster.episodes.propose_critic.episode import ProposeCriticEpisode
+    from cluster.episodes.task.episode import TaskEpisode
 
     return {e.kind: e for e in (TaskEpisode, EvoEnvEpisode, DistillEpisode, ProposeCriticEpisode,
                                      DeltaRubricEpisode, ChallengerEpisode, MemoryAgentEpisode,

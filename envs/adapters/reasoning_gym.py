@@ -10,7 +10,7 @@ import difflib
 import re
 from pathlib import Path
 
-from envs.registry import UnknownEnvironmentError
+from envs.errors import UnknownEnvironmentError
 
 TEMPLATE_PATH = Path(__file__).resolve().parent / "reasoning_gym_template.py"
 PREFIX = "rg_"

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Callable
 
 from envs.client import WorkerClient, WorkerFailed
-from envs.sandbox import SandboxUnavailable
+from envs.errors import SandboxUnavailable
 from envs.sandbox.limits import Limits
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from actors.rollout.hf_backend import HFBackend
-from cluster.config import SamplingConfig
+from cluster.config.schema import SamplingConfig
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from actors.rollout.hf_backend import HFBackend  # noqa: E402
 from actors.rollout.vllm_backend import VLLMBackend  # noqa: E402
 from actors.rollout_worker import RolloutWorker  # noqa: E402
 from actors.weights import pack_state_dict  # noqa: E402
-from cluster.config import ModelConfig, SamplingConfig  # noqa: E402
+from cluster.config.schema import ModelConfig, SamplingConfig  # noqa: E402
 from trainers.logprobs import token_logprobs  # noqa: E402
 from trainers.models import load_causal_lm, prepare_model  # noqa: E402
 
@@ -63,7 +63,7 @@ def _greedy(backend, prompts, tokens=12):
 
 def test_head_size_16_refused_on_cpu():
     """vLLM's CPU attention has no kernel for head size 16: refused at start, not mid-generation."""
-    from cluster.config import ModelConfig
+    from cluster.config.schema import ModelConfig
     from trainers.models import prepare_model
 
     cfg = ModelConfig(tiny_heads=4, tiny_kv_heads=2)
@@ -140,7 +140,7 @@ def test_logprobs_match_learner(engine, tiny_path, temperature):
 def test_multi_turn_ledger_rows_are_what_vllm_saw_and_scored(engine, tiny_path):
     """The agent loop on vLLM: every turn's context plus its ids is a prefix of one learner row, and the
     learner's logprobs of those ids equal vLLM's behaviour logprobs (float32 bound); tool output has mask 0."""
-    from cluster.agent_loop import AgentEpisode, AgentLoop, LoopLimits, TurnFormat
+    from cluster.episodes.memory.agent_loop import AgentEpisode, AgentLoop, LoopLimits, TurnFormat
     from envs.tools.store import MemoryStore
     from trainers.ledger import TokenLedger
 

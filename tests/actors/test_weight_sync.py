@@ -6,7 +6,7 @@ import torch
 
 from actors.rollout_worker import RolloutWorker
 from actors.weights import pack_state_dict, unpack_state_dict
-from cluster.config import SamplingConfig
+from cluster.config.schema import SamplingConfig
 from trainers.models import load_causal_lm
 
 

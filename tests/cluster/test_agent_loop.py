@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from actors.rollout.hf_backend import HFBackend, Sample
-from cluster.agent_loop import AgentEpisode, AgentLoop, LoopLimits, TurnFormat
+from cluster.episodes.memory.agent_loop import AgentEpisode, AgentLoop, LoopLimits, TurnFormat
 from envs.tools import memory_tools
 from envs.tools.expert import ExpertAgent
 from envs.tools.memory_tools import AgentView

@@ -6,9 +6,9 @@ import ray
 import torch
 
 from actors.weights import unpack_state_dict
-from cluster.config import AlgorithmConfig, LearnerConfig, ModelConfig, RolloutConfig, SamplingConfig
-from cluster.learner_group import LearnerGroup
-from cluster.rollout_pool import RolloutPool
+from cluster.config.schema import AlgorithmConfig, LearnerConfig, ModelConfig, RolloutConfig, SamplingConfig
+from cluster.runtime.learner_group import LearnerGroup
+from cluster.runtime.rollout_pool import RolloutPool
 from trainers.batch import Trajectory
 
 

@@ -10,12 +10,13 @@ import re
 import pytest
 
 from actors.rollout.hf_backend import Sample
-from cluster.calibration import nearest_to_band
+from cluster.episodes.selfplay.calibration import nearest_to_band
 from cluster.evaluate import compose_config
-from cluster.selfplay import EvoEnv
+from cluster.episodes.selfplay.library_loop import EvoEnv
 from envs.library import Library, LibraryEntry
 from envs.registry import resolve_environment, seed_environments
-from envs.sandbox import Limits, make_pool
+from envs.sandbox.limits import Limits
+from envs.sandbox.backends import make_pool
 
 SOURCE = resolve_environment("repeat_digits")[1]
 

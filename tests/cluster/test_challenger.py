@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from cluster.episodes.challenger import challenger_rewards, in_band
+from cluster.episodes.challenger.episode import challenger_rewards, in_band
 from envs.challenge import (
     arithmetic_answer,
     challenger_prompt,

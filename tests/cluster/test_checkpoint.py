@@ -1,9 +1,7 @@
 """Checkpoint lookup and pruning: only complete checkpoints (driver.json written last) count."""
 import pytest
 
-from cluster import checkpoint as ckpt
-
-
+from cluster.rundir import checkpoint as ckpt
 def make(run, step, complete=True):
     folder = ckpt.checkpoint_dir(run, step)
     folder.mkdir(parents=True)

@@ -1,9 +1,9 @@
 """The co-evolution summary, plots and report section from a run directory's files."""
 import json
 
-from cluster import coevolve_report
-from cluster.report import format_summary, summarize, write_plots
-from cluster.report_html import render
+from cluster.episodes.coevolution import report as coevolve_report
+from cluster.reports.summary import format_summary, summarize, write_plots
+from cluster.reports.html import render
 
 
 def _run(tmp_path, steps=5, heldout=True):

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from cluster.config import CSOConfig, SamplingConfig
+from cluster.config.schema import CSOConfig, SamplingConfig
 from cluster.evaluate import compose_config as compose
-from cluster.validate import ConfigError, validate
+from cluster.config.errors import ConfigError
+from cluster.config.checks import validate
 from trainers.cso import split_steps
 from trainers.models import build_char_tokenizer
 
@@ -78,7 +79,7 @@ class ScriptedContinuations:
 
 def _episode(**cso):
     """A CSOEpisode on a local scorer (the stepwise_sum environment in this process) instead of the fleet."""
-    from cluster.episodes.cso import CSOEpisode
+    from cluster.episodes.cso.episode import CSOEpisode
 
     env = _env()
     ep = CSOEpisode.__new__(CSOEpisode)
@@ -92,7 +93,7 @@ def _episode(**cso):
 def test_monte_carlo_step_values_on_a_scripted_policy():
     """Each step's value: the success fraction of the policy's continuations from prompt + the ids up to the step
     (the scored text is the prefix and the continuation); the last step's value is the outcome, not sampled."""
-    from cluster.episodes.cso import Failed
+    from cluster.episodes.cso.episode import Failed
 
     tok = build_char_tokenizer()
     ep, _ = _episode(mc_samples=4)
@@ -127,7 +128,7 @@ def test_the_expert_s_proposal_is_its_first_step_ending_with_the_separator():
 
 
 def test_the_oracle_expert_proposes_the_reference_step_at_the_same_index():
-    from cluster.episodes.cso import Failed
+    from cluster.episodes.cso.episode import Failed
 
     tok = build_char_tokenizer()
     ep, env = _episode(expert="oracle")
@@ -229,7 +230,7 @@ def test_cso_with_a_process_judge_as_the_prm(tmp_path):
 def test_the_policy_expert_proposes_distinct_first_steps_at_its_own_temperature():
     """expert=policy: k samples from the same prefix by the expert role's policy at expert_temperature, stopped at
     the separator; each cut to its first step; duplicates and the original step dropped."""
-    from cluster.episodes.cso import Failed
+    from cluster.episodes.cso.episode import Failed
 
     tok = build_char_tokenizer()
     ep, _ = _episode(expert="policy", alternatives=4, expert_temperature=1.3, step_max_new_tokens=9)

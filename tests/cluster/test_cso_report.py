@@ -4,8 +4,10 @@ import json
 import pytest
 from matplotlib.image import imread
 
-from cluster import cso_report, report
-from cluster.report_html import write_report
+from cluster.episodes.cso import report as cso_report
+
+from cluster.reports import summary as report
+from cluster.reports.html import write_report
 
 PROMPT = "Add the numbers 3, 4 and 5 one at a time, writing each running total on its own line. <b>bold</b> tail"
 

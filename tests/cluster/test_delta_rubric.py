@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from cluster.episodes.delta_rubric import both_orders, build_pairs, judgement_metrics, shown, verifier_reward
+from cluster.episodes.delta_rubric.episode import both_orders, build_pairs, judgement_metrics, shown, verifier_reward
 from envs.rubric import direct_prompt, planner_prompt, verifier_prompt
 from trainers.reward_model import RewardModelTrainer, bradley_terry_loss
 
@@ -67,7 +67,7 @@ class _Engine:
 
     def __init__(self, path):
         from actors.rollout.hf_backend import HFBackend
-        from cluster.config import SamplingConfig
+        from cluster.config.schema import SamplingConfig
 
         self.backend, self.received = HFBackend(path), []
         self.tokenizer, self.sampling = self.backend.tokenizer, SamplingConfig()
@@ -78,8 +78,8 @@ class _Engine:
 
 
 def test_forced_verdict_keeps_the_generated_ids_and_masks_only_the_written_prefix(tiny_model_path):
-    from cluster.config import DeltaRubricConfig
-    from cluster.episodes.delta_rubric import DeltaRubricEpisode
+    from cluster.config.schema import DeltaRubricConfig
+    from cluster.episodes.delta_rubric.episode import DeltaRubricEpisode
 
     episode = object.__new__(DeltaRubricEpisode)
     episode.dc = DeltaRubricConfig(verifier_max_new_tokens=6, verdict_max_new_tokens=2)

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import ray
 
-from cluster.config import EnvConfig, SandboxConfig
-from cluster.env_fleet import EnvFleet
+from cluster.config.schema import EnvConfig, SandboxConfig
+from cluster.runtime.env_fleet import EnvFleet
 
 SLOW = '''class Slow:
     name = "slow"
@@ -90,7 +90,7 @@ def test_an_executor_without_a_sandbox_fails_the_fleet_in_one_line(ray_local, tm
     """On a cluster the executors may sit on other nodes than the driver: the driver cannot check their
     sandbox itself, so an executor that has none says so, naming itself and its node, and the fleet
     raises that line (no actor-creation traceback). Here: the unisolated backend without its opt-in."""
-    from envs.sandbox import SandboxUnavailable
+    from envs.errors import SandboxUnavailable
     from ray.util.placement_group import placement_group_table
 
     before = set(placement_group_table())

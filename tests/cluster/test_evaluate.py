@@ -99,7 +99,8 @@ def _eval_in_process(*args):
 def test_evaluate_backend_scores_a_given_backend_deterministically(tiny_model_path):
     """A backend object already loaded (the self-play driver's case); a perfect one scores 1."""
     from envs.registry import resolve_environment
-    from envs.sandbox import Limits, make_pool
+    from envs.sandbox.limits import Limits
+    from envs.sandbox.backends import make_pool
 
     cfg, ev = compose_config([]), EvalConfig(instances=4, difficulty=2)
     tokenizer = load_tokenizer(tiny_model_path)

@@ -12,8 +12,8 @@ import pytest
 import ray
 
 from actors.judge import LocalGenerativeJudge, step_scores_to_tokens
-from cluster.config import JudgeConfig, ModelConfig
-from cluster.judges import Judge, JudgeFailed, JudgePool, _one_line, prepare_judge_model
+from cluster.config.schema import JudgeConfig, ModelConfig
+from cluster.runtime.judges import Judge, JudgeFailed, JudgePool, _one_line, prepare_judge_model
 from trainers.models import ModelError, build_char_tokenizer, build_tiny_reward_model, load_tokenizer
 
 GENERATIVE = {"kind": "generative", "template": "Is {question} true? Answer yes or no.\n", "parse": "yes_no"}

@@ -8,10 +8,11 @@ import shutil
 
 import pytest
 
-from cluster.agent_loop import STOP_REASONS
+from cluster.episodes.memory.agent_loop import STOP_REASONS
 from cluster.evaluate import compose_config as compose
-from cluster.schedule import Schedule
-from cluster.validate import ConfigError, validate
+from cluster.episodes.schedule import Schedule
+from cluster.config.errors import ConfigError
+from cluster.config.checks import validate
 from tests.conftest import evoforge
 
 
@@ -42,7 +43,7 @@ def test_bad_memory_config_is_refused_before_anything_starts(overrides, message)
 def test_reward_is_the_answer_s_accuracy_minus_the_peak_context_penalty():
     from types import SimpleNamespace
 
-    from cluster.episodes.memory_agent import MemoryAgentEpisode
+    from cluster.episodes.memory.episode import MemoryAgentEpisode
 
     ep = MemoryAgentEpisode.__new__(MemoryAgentEpisode)  # reward() reads only the memory config
     ep.mc = SimpleNamespace(context_penalty=0.5, max_context=1000)

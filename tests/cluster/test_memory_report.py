@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from cluster import memory_report
-from cluster.report_html import write_report
+from cluster.episodes.memory import report as memory_report
+from cluster.reports.html import write_report
 
 
 def _row(method, task, kind, length, hit, stop=None):

@@ -38,7 +38,7 @@ def test_two_policies_one_episode_two_roles_and_resume(tmp_path):
 
     import torch
 
-    from cluster.config import ModelConfig
+    from cluster.config.schema import ModelConfig
     from trainers.models import load_causal_lm, prepare_model
 
     initial = load_causal_lm(prepare_model(ModelConfig(tiny_layers=1, cache_dir=os.environ["EVOFORGE_CACHE"])))

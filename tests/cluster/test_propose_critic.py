@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from cluster.episodes.common import scale_advantages
-from cluster.episodes.propose_critic import explore, judge_group, loss_weights, update_maturity
+from cluster.episodes.propose_critic.episode import explore, judge_group, loss_weights, update_maturity
 from trainers.batch import Trajectory
 
 PC = SimpleNamespace(k_min=4, k_max=8, temperature_min=0.7, temperature_max=1.0)

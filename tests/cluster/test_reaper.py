@@ -1,4 +1,4 @@
-"""cluster.reaper: an embedded Ray cluster ends with the driver that started it, however the driver ends
+"""cluster.runtime.reaper: an embedded Ray cluster ends with the driver that started it, however the driver ends
 (SIGKILL included), and nothing else is touched: not unmarked processes, not a cluster the driver joined."""
 import json
 import os
@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import reaper
-
+from cluster.runtime import reaper
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 30.0
 
@@ -112,7 +111,7 @@ def read_json_line(path: Path, proc: subprocess.Popen, timeout: float = 120) -> 
 PARENT = textwrap.dedent("""
     import json, os, subprocess, sys, time
     cid, mode = sys.argv[1], sys.argv[2]
-    reaper = subprocess.Popen([sys.executable, "-m", "cluster.reaper", str(os.getpid()), cid],
+    reaper = subprocess.Popen([sys.executable, "-m", "cluster.runtime.reaper", str(os.getpid()), cid],
                               stdin=subprocess.DEVNULL, start_new_session=True)
     env = dict(os.environ, EVOFORGE_CLUSTER_ID=cid)
     quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -186,11 +185,11 @@ def test_reaper_whose_driver_is_gone_touches_nothing_else():
     stranger = sleeper()
     cid = uuid.uuid4().hex
     try:
-        proc = subprocess.run([sys.executable, "-m", "cluster.reaper", str(stranger.pid), cid], cwd=ROOT,
+        proc = subprocess.run([sys.executable, "-m", "cluster.runtime.reaper", str(stranger.pid), cid], cwd=ROOT,
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0, proc.stderr
         assert alive(stranger.pid)
-        assert subprocess.run([sys.executable, "-m", "cluster.reaper"], cwd=ROOT, capture_output=True,
+        assert subprocess.run([sys.executable, "-m", "cluster.runtime.reaper"], cwd=ROOT, capture_output=True,
                               timeout=30).returncode == 2
     finally:
         stop([stranger.pid])
@@ -202,8 +201,8 @@ def test_reaper_whose_driver_is_gone_touches_nothing_else():
 DRIVER = textwrap.dedent("""
     import json, os, subprocess, sys, time
     import ray
-    from cluster import session
-    from cluster.config import ClusterConfig
+    from cluster.runtime import session
+    from cluster.config.schema import ClusterConfig
 
     address = sys.argv[1] if len(sys.argv) > 1 else None
     session.start_ray(ClusterConfig(address=address, num_cpus=2))

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from cluster.report import GATES, format_summary, main, print_summary, summarize, write_plots
+from cluster.reports.summary import GATES, format_summary, main, print_summary, summarize, write_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -11,11 +11,11 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
-from cluster import report_html
+from cluster.reports import html as report_html
 from cluster.evaluate import score_row
-from cluster.report import count_rejections, new_rejections, summarize, write_rejections
-from cluster.report_html import write_report
-from cluster.stats import paired_delta
+from cluster.reports.summary import count_rejections, new_rejections, summarize, write_rejections
+from cluster.reports.html import write_report
+from cluster.evaluation.stats import paired_delta
 from envs.gates import PROPOSAL_GATES
 from envs.library import Library, LibraryEntry
 from tests.cluster.test_report import _selfplay_rows

@@ -6,8 +6,8 @@ import ray
 import torch
 
 from actors.weights import pack_state_dict
-from cluster.config import LearnerConfig, ModelConfig, RolloutConfig, SamplingConfig
-from cluster.rollout_pool import RolloutPool
+from cluster.config.schema import LearnerConfig, ModelConfig, RolloutConfig, SamplingConfig
+from cluster.runtime.rollout_pool import RolloutPool
 from trainers.models import load_causal_lm
 
 

@@ -3,11 +3,12 @@ import json
 
 import pytest
 
-from cluster.config import DEFAULT_POLICY, resolve_policies
+from cluster.config.schema import DEFAULT_POLICY, resolve_policies
 from cluster.evaluate import EvalError, checkpoint_model_dir, parse_args
 from cluster.evaluate import compose_config as compose
-from cluster.schedule import Schedule, default_pattern
-from cluster.validate import ConfigError, validate
+from cluster.episodes.schedule import Schedule, default_pattern
+from cluster.config.errors import ConfigError
+from cluster.config.checks import validate
 
 
 def test_schedule_is_a_pure_function_of_the_step():

@@ -1,7 +1,7 @@
 """Self-play's decision rules as plain functions: the L5 difficulty search and the generator reward."""
 import pytest
 
-from cluster.selfplay import calibrate, generator_reward
+from cluster.episodes.selfplay.library_loop import calibrate, generator_reward
 
 
 def test_calibration_moves_up_until_inside_the_band():
@@ -40,7 +40,7 @@ def test_generator_reward(p, kind, partial, passed, expected):
 def test_default_job_config_is_valid():
     """`make run`'s job (conf/experiment/selfplay_cpu.yaml) composes and passes every cross-key check."""
     from cluster.evaluate import compose_config
-    from cluster.validate import validate
+    from cluster.config.checks import validate
 
     cfg = compose_config(["+experiment=selfplay_cpu"])
     validate(cfg)

@@ -4,7 +4,7 @@ from itertools import combinations
 
 import pytest
 
-from cluster.stats import mean_interval, paired_delta, pass_at_k, wilson
+from cluster.evaluation.stats import mean_interval, paired_delta, pass_at_k, wilson
 
 
 def test_wilson_known_values():

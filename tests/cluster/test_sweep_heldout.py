@@ -16,7 +16,7 @@ from cluster.sweep import (
     write_summary,
 )
 
-Z = 1.959963984540054  # the 95% normal quantile cluster.stats uses
+Z = 1.959963984540054  # the 95% normal quantile cluster.evaluation.stats uses
 
 
 def _eval_row(task, accuracy, ci, scores=None, instances=None):
@@ -48,7 +48,7 @@ GRPO_ARITH = ([1, 1, 0, 1, 0, 1], [1, 0, 0, 1, 0, 1])
 
 
 def _paired_ci(before, after):
-    """mean(after - before) -/+ z * sd / sqrt(n), written out independently of cluster.stats."""
+    """mean(after - before) -/+ z * sd / sqrt(n), written out independently of cluster.evaluation.stats."""
     diffs = [a - b for a, b in zip(after, before)]
     n = len(diffs)
     mean = sum(diffs) / n

@@ -13,12 +13,12 @@ from types import SimpleNamespace
 import pytest
 import ray
 
-from cluster import checkpoint as ckpt
-from cluster import report
-from cluster.config import EnvConfig, ModelConfig, RolloutConfig, SamplingConfig, SandboxConfig, SelfPlayConfig
-from cluster.env_fleet import EnvFleet
-from cluster.policy_judges import ScriptedJudge
-from cluster.selfplay import EvoEnv, Proposal
+from cluster.rundir import checkpoint as ckpt
+from cluster.reports import summary as report
+from cluster.config.schema import EnvConfig, ModelConfig, RolloutConfig, SamplingConfig, SandboxConfig, SelfPlayConfig
+from cluster.runtime.env_fleet import EnvFleet
+from cluster.runtime.policy_judges import ScriptedJudge
+from cluster.episodes.selfplay.library_loop import EvoEnv, Proposal
 from envs.registry import seed_environments
 
 PROPOSALS = Path(__file__).resolve().parent / "proposals"

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from envs.sandbox import Limits, SandboxUnavailable, bwrap, make_pool, resolve_backend
+from envs.sandbox.limits import Limits
+
+from envs.errors import SandboxUnavailable
+
+from envs.sandbox import bwrap
+
+from envs.sandbox.backends import make_pool, resolve_backend
 from tests.conftest import ROOT, evoforge
 
 DEPS = ROOT / "scripts" / "system-deps.sh"

@@ -311,7 +311,7 @@ def _safe_score(c) -> None:
 
 @pytest.mark.skipif(RUNSC is None, reason="gVisor's runsc is not installed (Debian: apt-get install runsc)")
 def test_gvisor_runtime(docker_daemon, sandbox_image):
-    from envs.sandbox import SandboxUnavailable
+    from envs.errors import SandboxUnavailable
     from envs.sandbox.docker_backend import DockerSandbox
 
     client, base_url = docker_daemon
@@ -376,7 +376,8 @@ class Hang:
 
 def test_make_pool_docker_backend(docker_daemon, sandbox_image, monkeypatch):
     """envs.sandbox.make_pool("docker", ...): zygote containers behind SubprocessPool's client_factory hook."""
-    from envs.sandbox import Limits, make_pool
+    from envs.sandbox.limits import Limits
+    from envs.sandbox.backends import make_pool
     from envs.sandbox.docker_backend import LABEL
 
     client, base_url = docker_daemon

@@ -21,7 +21,9 @@ import pytest
 
 from envs.gates import static_problems
 from envs.registry import resolve_environment
-from envs.sandbox import Limits, guard, make_pool
+from envs.sandbox.limits import Limits
+from envs.sandbox import guard
+from envs.sandbox.backends import make_pool
 from envs.sandbox.limits import ALLOWED_IMPORTS
 from tests.envs.conftest_docker import docker_daemon, sandbox_image  # noqa: F401 - fixtures
 from tests.envs.test_sandbox import hostile as sandbox_hostile, nobody_processes

@@ -8,7 +8,8 @@ import envs.library as library_module
 from envs.library import (INDEX, Library, LibraryEntry, LibraryError, mastered, recent_pass_rate, safe_name,
                           sampling_weights)
 from envs.novelty import check_novelty
-from envs.registry import UnknownEnvironmentError, seed_environments
+from envs.errors import UnknownEnvironmentError
+from envs.registry import seed_environments
 
 SOURCE = 'class Env:\n    name = "env"\n'
 

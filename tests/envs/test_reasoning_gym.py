@@ -11,7 +11,7 @@ from envs.adapters.reasoning_gym import (  # noqa: E402
     MULTILINE, TEMPLATE_PATH, UNSUPPORTED, UnknownDatasetError, list_datasets, reasoning_gym_source, resolve)
 from envs.pool import ScoreResult, SubprocessPool  # noqa: E402
 from envs.protocol import load_environment  # noqa: E402
-from envs.registry import UnknownEnvironmentError  # noqa: E402
+from envs.errors import UnknownEnvironmentError  # noqa: E402
 
 # References score exactly 1.0 here; rotate_matrix has multi-line ("fenced") answers.
 DATASETS = ["basic_arithmetic", "chain_sum", "leg_counting", "word_sorting", "rotate_matrix"]
@@ -116,7 +116,9 @@ def test_through_worker_subprocess():
 
 def test_datasets_run_in_the_bwrap_sandbox():
     """Reasoning Gym is a trusted extra import: its lazy submodules and data files work under bubblewrap."""
-    from envs.sandbox import Limits, bwrap, make_pool
+    from envs.sandbox.limits import Limits
+    from envs.sandbox import bwrap
+    from envs.sandbox.backends import make_pool
 
     assert bwrap.available() is None, f"{bwrap.available()} (`make test` installs it: scripts/system-deps.sh)"
     with make_pool("bwrap", 1, Limits(extra_imports=["reasoning_gym"], memory_mb=4096, wall_s=30, cpu_s=30)) as pool:

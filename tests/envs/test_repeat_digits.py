@@ -5,7 +5,8 @@ import pytest
 
 from envs.builtin.repeat_digits import RepeatDigits
 from envs.protocol import load_environment
-from envs.registry import UnknownEnvironmentError, builtin_environments, resolve_environment
+from envs.errors import UnknownEnvironmentError
+from envs.registry import builtin_environments, resolve_environment
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import pytest
 
 from envs.registry import resolve_environment
 from envs.pool import SubprocessPool
-from envs.sandbox import Limits, make_pool
+from envs.sandbox.limits import Limits
+from envs.sandbox.backends import make_pool
 from envs.sandbox import bwrap, guard
 from tests.envs.conftest_docker import docker_daemon, sandbox_image  # noqa: F401 - fixtures
 

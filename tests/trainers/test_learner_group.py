@@ -16,8 +16,8 @@ import ray
 import torch
 
 from actors.weights import unpack_state_dict
-from cluster.config import AlgorithmConfig, LearnerConfig, ModelConfig, RolloutConfig
-from cluster.learner_group import LearnerGroup
+from cluster.config.schema import AlgorithmConfig, LearnerConfig, ModelConfig, RolloutConfig
+from cluster.runtime.learner_group import LearnerGroup
 from trainers.batch import Trajectory
 from trainers.models import load_causal_lm
 from trainers.objectives import get_objective, response_logprob_sums

@@ -4,14 +4,14 @@
     proposals <- the generator's responses (n per prompt: a GRPO group)
     gates     <- parse, L1-L3 (sandbox), novelty, L4 (the reviewer judge), L5 (the solver role's pass rate)
     reward    <- 1 - p or min(p, 1 - p) for admitted proposals, 0 (or partial credit) otherwise
-The solver side of self-play is the `task` episode over the library (cluster/selfplay.py owns the library).
+The solver side of self-play is the `task` episode over the library (cluster/episodes/selfplay/library_loop.py owns the library).
 """
 from __future__ import annotations
 
 import time
 from cluster.episodes import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import reward_metrics, to_trajectories
-from cluster.selfplay import Proposal
+from cluster.episodes.selfplay.library_loop import Proposal
 
 
 class EvoEnvEpisode(Episode):

@@ -21,7 +21,7 @@ first-failed-gate reasons that self-play keeps up to date (so they stay whole wh
 pruned, `selfplay.keep_proposals`), plus any `step_NNNNNN.jsonl` newer than it (or all of them, for a
 run without it).
 
-    python -m cluster.report RUN_DIR      prints the summary and writes RUN_DIR/plots/*.png
+    python -m cluster.reports.summary RUN_DIR      prints the summary and writes RUN_DIR/plots/*.png
 """
 from __future__ import annotations
 
@@ -33,7 +33,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cluster import coevolve_report, cso_report, memory_report
+from cluster.episodes.coevolution import report as coevolve_report
+
+from cluster.episodes.cso import report as cso_report
+
+from cluster.episodes.memory import report as memory_report
 from envs.gates import PROPOSAL_GATES
 
 GATES = PROPOSAL_GATES  # in the order proposals meet them
@@ -134,7 +138,7 @@ def summarize(run_dir) -> dict:
 
 def generator_heldout(run_dir) -> dict:
     """{"before": ..., "after": ...} from generator_eval_<tag>.json (the generator's gate pass rates on fixed
-    prompts, cluster/selfplay.py measure_generator); {} when the run has none."""
+    prompts, cluster/episodes/selfplay/library_loop.py measure_generator); {} when the run has none."""
     out = {}
     for tag in ("before", "after"):
         path = Path(run_dir) / f"generator_eval_{tag}.json"
@@ -149,7 +153,7 @@ def generator_heldout(run_dir) -> dict:
 
 def calibration_rows(run_dir) -> list[dict]:
     """Each library environment's calibrated difficulty: env, difficulty, p, in_band, cached (the start-of-run
-    search, cluster/calibration.py; an admitted environment's comes from its L5 gate). [] without a library."""
+    search, cluster/episodes/selfplay/calibration.py; an admitted environment's comes from its L5 gate). [] without a library."""
     from envs.library import Library
 
     folder = Path(run_dir) / "library"
@@ -173,7 +177,7 @@ def held_out_entry(task: str, b: dict, a: dict) -> dict:
     """One task's before/after comparison. With per-instance scores on the same instances (eval rows of
     cluster.evaluate.score_row) the change gets a paired 95% interval and `significant`: whether the
     interval excludes zero, i.e. the change is larger than its interval; likewise for pass@k."""
-    from cluster.stats import paired_delta
+    from cluster.evaluation.stats import paired_delta
 
     out = {"task": task, "instances": a.get("instances", b.get("instances")),
            "before": b.get("accuracy"), "after": a.get("accuracy"),
@@ -471,10 +475,10 @@ def write_plots(run_dir, out_dir=None) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print("usage: python -m cluster.report RUN_DIR   (prints the summary, writes RUN_DIR/plots/*.png)")
+        print("usage: python -m cluster.reports.summary RUN_DIR   (prints the summary, writes RUN_DIR/plots/*.png)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     if not (Path(argv[0]) / "metrics.jsonl").is_file():
-        print(f"cluster.report: error: no metrics.jsonl in {argv[0]}", file=sys.stderr)
+        print(f"cluster.reports.summary: error: no metrics.jsonl in {argv[0]}", file=sys.stderr)
         return 1
     print_summary(argv[0])
     for path in write_plots(argv[0]):

@@ -1,6 +1,6 @@
 """Ends an embedded Ray cluster when the driver that started it ends, however it ends.
 
-`python -m cluster.reaper DRIVER_PID CLUSTER_ID` is started by `cluster.session.start_ray` as a child of the
+`python -m cluster.runtime.reaper DRIVER_PID CLUSTER_ID` is started by `cluster.runtime.session.start_ray` as a child of the
 driver, in a session of its own (a terminal hangup or Ctrl-C does not reach it), before `ray.init`. Every
 process of that embedded cluster (gcs_server, raylet, the dashboard and runtime-env agents, the log monitor,
 workers and whatever they start) inherits `EVOFORGE_CLUSTER_ID=CLUSTER_ID` in its environment. The reaper
@@ -146,7 +146,7 @@ def wait_for_exit(driver_pid: int) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or not argv[0].isdigit() or not argv[1]:
-        print("usage: python -m cluster.reaper DRIVER_PID CLUSTER_ID", file=sys.stderr)
+        print("usage: python -m cluster.runtime.reaper DRIVER_PID CLUSTER_ID", file=sys.stderr)
         return 2
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cluster.coevolve_report import EDGE_STEPS, _edges, _rows, _series, change_verdict
-from cluster.stats import paired_delta, wilson
+from cluster.episodes.coevolution.report import EDGE_STEPS, _edges, _rows, _series, change_verdict
+from cluster.evaluation.stats import paired_delta, wilson
 
 MEMORY_KINDS = ("memory_agent", "memory_expert", "memagent")
 METHOD_NAMES = {"truncated": "truncated reading", "memagent": "MemAgent-style", "tools": "tools (StateLM)"}

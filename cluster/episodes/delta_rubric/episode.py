@@ -27,7 +27,7 @@ from pathlib import Path
 from actors.judge import parse_preference
 from cluster.episodes import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import append_records, response_ids, reward_metrics, to_trajectories, trim_records
-from cluster.stats import paired_delta, wilson
+from cluster.evaluation.stats import paired_delta, wilson
 from envs.rubric import direct_prompt, parse_letter, planner_prompt, verifier_prompt
 from trainers.batch import Trajectory
 
@@ -112,7 +112,7 @@ class DeltaRubricEpisode(Episode):
             self.pairs = {"train": self._make_pairs(ctx, TRAIN_SEED, dc.train_tasks),
                           "heldout": self._make_pairs(ctx, HELDOUT_SEED, dc.heldout_tasks) if dc.heldout_tasks else []}
             if not self.pairs["train"]:
-                from cluster.validate import ConfigError
+                from cluster.config.errors import ConfigError
 
                 raise ConfigError(f"delta_rubric: none of the {dc.train_tasks} train tasks gave a pair (the policy "
                                   f"answered every one correctly in all {dc.responses} tries): use a harder "

@@ -12,7 +12,7 @@ from pathlib import Path
 import ray
 
 from actors.worker_logs import LOG_DIR_ENV
-from cluster.reaper import MARKER
+from cluster.runtime.reaper import MARKER
 
 # Actors inherit these: CPU DeepSpeed, quiet tokenizers, no wandb network.
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
@@ -24,11 +24,11 @@ _owner_pid: int | None = None
 
 
 def project_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _watch_embedded_cluster() -> str:
-    """The id that marks this driver's embedded cluster, with a cluster.reaper watching the driver.
+    """The id that marks this driver's embedded cluster, with a cluster.runtime.reaper watching the driver.
 
     Ray binds gcs_server, raylet and the log monitor to the driver (PR_SET_PDEATHSIG), but not what the
     raylet starts: after a SIGKILL the dashboard and runtime-env agents, workers and their children outlive
@@ -39,7 +39,7 @@ def _watch_embedded_cluster() -> str:
         _cluster_id, _reaper, _owner_pid = uuid.uuid4().hex, None, os.getpid()
     if _reaper is None or _reaper.poll() is not None:
         env = {k: v for k, v in os.environ.items() if k != MARKER}  # the reaper itself carries no marker
-        _reaper = subprocess.Popen([sys.executable, "-E", "-s", "-m", "cluster.reaper", str(os.getpid()), _cluster_id],
+        _reaper = subprocess.Popen([sys.executable, "-E", "-s", "-m", "cluster.runtime.reaper", str(os.getpid()), _cluster_id],
                                    cwd=project_root(), env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     return _cluster_id

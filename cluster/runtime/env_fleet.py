@@ -15,9 +15,10 @@ from dataclasses import asdict
 import ray
 
 from actors.env_executor import EnvExecutor
-from cluster.placement import bundle, on_bundle, reserve
+from cluster.runtime.placement import bundle, on_bundle, reserve
 from envs.registry import resolve_environment
-from envs.sandbox import Limits, SandboxUnavailable
+from envs.sandbox.limits import Limits
+from envs.errors import SandboxUnavailable
 
 RETRIES = 2
 

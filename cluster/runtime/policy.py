@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from actors.rollout.hf_backend import Sample
-from cluster.learner_group import LearnerGroup
-from cluster.rollout_pool import RolloutPool
+from cluster.runtime.learner_group import LearnerGroup
+from cluster.runtime.rollout_pool import RolloutPool
 from trainers.models import encode_prompt, load_tokenizer, prepare_model
 
 # the learner's metrics a GRPO row always carries (0 when the update was skipped), as before policies existed

@@ -27,9 +27,9 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from cluster import report
-from cluster.checkpoint import read_driver_state
-from cluster.validate import ConfigError
+from cluster.reports import summary as report
+from cluster.rundir.checkpoint import read_driver_state
+from cluster.config.errors import ConfigError
 from envs.gates import PROPOSAL_GATES as GATES, CheckConfig, GateResult
 from envs.library import Library, LibraryEntry, LibraryError, mastered, sampling_weights
 from envs.novelty import NoveltyConfig, check_novelty, collapse_duplicates
@@ -134,7 +134,7 @@ class EvoEnv:
         library), read from the calibration cache when this model and environment version were measured
         before; recorded in the library. Where no difficulty is inside the band the nearest one is used
         (in_band false). Returns the records."""
-        from cluster.calibration import CalibrationCache, cache_key, nearest_to_band
+        from cluster.episodes.selfplay.calibration import CalibrationCache, cache_key, nearest_to_band
 
         from trainers.models import _cache_root
 

@@ -33,7 +33,7 @@ from typing import Protocol, runtime_checkable
 import ray
 
 from actors.judge import ACTORS, KINDS, PARSE_MODES, fill_template, parse_verdict, reward_model_problem, template_fields
-from cluster.placement import bundle, on_bundle, release, reserve
+from cluster.runtime.placement import bundle, on_bundle, release, reserve
 from trainers.models import ModelError, _cache_root, build_tiny_reward_model, prepare_model
 
 START_TIMEOUT_S = 900.0  # a worker (re)start: model load, vLLM engine start; apart from jc.timeout_s
@@ -68,7 +68,7 @@ def with_rubric_defaults(jc):
     the preference parser: requests carry question, a, b."""
     if jc.kind != "rubric":
         return jc
-    from cluster.config import JudgeConfig
+    from cluster.config.schema import JudgeConfig
     from envs.rubric import VERIFY_TEMPLATE, plan_template
 
     default = JudgeConfig()

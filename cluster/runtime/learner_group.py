@@ -8,7 +8,7 @@ from dataclasses import replace
 import ray
 
 from actors.learner_worker import LearnerWorker
-from cluster.placement import bundle, compute_share, on_bundle, reserve
+from cluster.runtime.placement import bundle, compute_share, on_bundle, reserve
 from trainers.batch import Trajectory, collate
 from trainers.grpo import count_for, plan_updates
 from trainers.losses import PolicyLossConfig

@@ -2,7 +2,7 @@
 tools that index, search, read, take notes and delete its own earlier turns.
 
     memory_agent   tasks <- procedural long documents (envs/longdoc.py), n episodes per task
-                   turns <- the agent loop in lockstep (cluster/agent_loop.py): the policy's call, the tool's output
+                   turns <- the agent loop in lockstep (cluster/episodes/memory/agent_loop.py): the policy's call, the tool's output
                    reward = accuracy of finish(answer) - context_penalty * peak context / max_context
                    (accuracy: the gold answer's words in a reply of at most 16 words, envs/longdoc.answer_hit)
                    each episode's segments (one per context change) share its group-relative advantage
@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from actors.rollout.hf_backend import Sample
-from cluster.agent_loop import AgentEpisode, AgentLoop, LoopLimits, TurnFormat, stop_counts
+from cluster.episodes.memory.agent_loop import AgentEpisode, AgentLoop, LoopLimits, TurnFormat, stop_counts
 from cluster.episodes import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import append_records, trim_records
 from envs.longdoc import answer_f1, answer_hit, answer_match, make_task, split_tasks, truncated_prompt

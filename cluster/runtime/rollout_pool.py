@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import ray
 
 from actors.rollout_worker import RolloutWorker
-from cluster.placement import bundle, compute_share, on_bundle, reserve
+from cluster.runtime.placement import bundle, compute_share, on_bundle, reserve
 
 DEAD = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
 

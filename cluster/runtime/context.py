@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cluster.config import DEFAULT_POLICY, JudgeConfig, resolve_judges, resolve_policies
-from cluster.heldout import fewshot_examples
-from cluster.policy import Policy, ScriptedPolicy
-from cluster.policy_judges import PolicyJudge, ScriptedJudge
-from cluster.validate import ConfigError
+from cluster.config.schema import DEFAULT_POLICY, JudgeConfig, resolve_judges, resolve_policies
+from cluster.evaluation.heldout import fewshot_examples
+from cluster.runtime.policy import Policy, ScriptedPolicy
+from cluster.runtime.policy_judges import PolicyJudge, ScriptedJudge
+from cluster.config.errors import ConfigError
 from trainers.advantages import EMABaseline, role_advantages
 
 
 class Context:
     def __init__(self, cfg, run_dir: Path, resume_from: Path | None):
-        from cluster.env_fleet import EnvFleet
+        from cluster.runtime.env_fleet import EnvFleet
 
         self.cfg, self.run_dir, self.resume_from = cfg, run_dir, resume_from
         strategy = cfg.cluster.placement_strategy
@@ -39,7 +39,7 @@ class Context:
         self._shots: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self.evo = None
         if sp.enabled:
-            from cluster.selfplay import EvoEnv
+            from cluster.episodes.selfplay.library_loop import EvoEnv
 
             self.evo = EvoEnv(cfg, run_dir, self.env, self.policy("solver"), self.judges["review"], resume_from,
                               shots=self.shots)
@@ -76,7 +76,7 @@ class Context:
                                               cpus_per_worker=rc.cpus_per_worker, gpus_per_worker=rc.gpus_per_worker,
                                               threads=rc.threads)
         if specs:
-            from cluster.judges import JudgePool
+            from cluster.runtime.judges import JudgePool
 
             for name, jc in specs.items():
                 judges[name] = JudgePool(name, jc, cfg.cluster.placement_strategy, cfg.model)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cluster.coevolve_report import EDGE_STEPS, _edges, _num, _rows, _series
+from cluster.episodes.coevolution.report import EDGE_STEPS, _edges, _num, _rows, _series
 
 CSO_KINDS = ("cso",)
 FUNNEL = (("failed_mined", "failed"), ("candidates", "critical"), ("alternatives", "alternatives"),

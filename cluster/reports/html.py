@@ -1,6 +1,6 @@
 """`evoforge report RUN`: one self-contained HTML page for a finished run (run_dir/report.html).
 
-The page holds everything `cluster.report.summarize` knows about the run, its plots (written by
+The page holds everything `cluster.reports.summary.summarize` knows about the run, its plots (written by
 `write_plots`, embedded as base64 PNG data URIs), its held-out table with intervals and pass@k, the admission
 funnel and rejection reasons, and, for a self-play run, the environment library with each environment's
 source and gate reports. It needs no network: inline CSS, no scripts, no fonts, and a Content-Security-Policy
@@ -9,7 +9,7 @@ environment sources are model-written and must never inject markup.
 
 A part the run lacks (no library, no eval files, no plots) is left out.
 
-    evoforge report RUN [--out PATH]        same as `python -m cluster.report_html RUN [--out PATH]`
+    evoforge report RUN [--out PATH]        same as `python -m cluster.reports.html RUN [--out PATH]`
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from cluster import coevolve_report as co_report
-from cluster.report import EDGE_STEPS, GATES, summarize, write_plots
+from cluster.episodes.coevolution import report as co_report
+from cluster.reports.summary import EDGE_STEPS, GATES, summarize, write_plots
 
 REPORT_FILE = "report.html"
 LIBRARY_DIR = "library"
@@ -245,7 +245,7 @@ def memory(m: dict | None) -> Html:
     """Memory-agent episodes: held-out accuracy by method, document length and task type; training per kind."""
     if not m:
         return Html()
-    from cluster.memory_report import METHOD_NAMES
+    from cluster.episodes.memory.report import METHOD_NAMES
 
     parts = [table(["episode kind", "steps", "accuracy, first", "accuracy, last", "stops (last steps)"],
                    [[kind, k["steps"], num(k["accuracy_first"]), num(k["accuracy_last"]),
@@ -274,7 +274,7 @@ def cso(c: dict | None, plot_paths: list[Path]) -> Html:
     Monte-Carlo values, a few of the pairs, and the funnel plot."""
     if not c:
         return Html()
-    from cluster.cso_report import STAGES
+    from cluster.episodes.cso.report import STAGES
 
     f, by = c["funnel"], c["scored_by"]
     parts: list[Any] = [

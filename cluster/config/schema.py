@@ -230,7 +230,7 @@ class SelfPlayConfig:
     # trains on it beside the seeds and what the generator adds; it is never shown as a generator example
     seed_env: bool = False
     # the L5 difficulty search for library environments without a calibration (the seeds) at the start,
-    # cached per model and environment version (cluster/calibration.py)
+    # cached per model and environment version (cluster/episodes/selfplay/calibration.py)
     calibrate_library: bool = True
     # Stand-in for tests and scripted runs: environment source files used as the generator's responses
     # (in order, cycling) instead of sampling the policy; every gate still runs on them.
@@ -443,7 +443,7 @@ class MemoryConfig:
 
 @dataclass
 class CSOConfig:
-    """`cso`: critical-step optimisation (cluster/episodes/cso.py). Failed trajectories on verifiable tasks are
+    """`cso`: critical-step optimisation (cluster/episodes/cso/episode.py). Failed trajectories on verifiable tasks are
     cut into steps; a process reward picks the critical ones; the expert proposes other steps; the policy continues
     from each; an alternative whose continuation succeeds becomes a DPO pair against the original step."""
     mine_prompts: int = 0  # prompts sampled per step to mine failures; 0: algorithm.prompts_per_step
@@ -567,7 +567,7 @@ def _typed(where: str, base, override):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from cluster.validate import ConfigError
+    from cluster.config.errors import ConfigError
 
     if not isinstance(override, dict):
         raise ConfigError(f"{where}: a mapping of keys, got {override!r}")

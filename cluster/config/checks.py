@@ -3,11 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cluster.config.errors import ConfigError
 from envs.registry import SEED_SETS
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def _check(ok: bool, message: str) -> None:
@@ -16,7 +13,7 @@ def _check(ok: bool, message: str) -> None:
 
 
 def validate(cfg) -> None:
-    from cluster.config import resolve_policies
+    from cluster.config.schema import resolve_policies
 
     a = cfg.algorithm
     _check(a.aggregation in ("token_mean", "seq_mean", "seq_sum"),
@@ -115,7 +112,7 @@ def _policy(lc, rc, where: str) -> None:
 def _episodes(cfg, policies: dict) -> None:
     """The schedule names known kinds, and every role they need maps to a policy."""
     from cluster.episodes import episode_kinds
-    from cluster.schedule import default_pattern
+    from cluster.episodes.schedule import default_pattern
 
     kinds = episode_kinds()
     pattern = list(cfg.schedule_warmup) + (list(cfg.schedule) or default_pattern(cfg))
@@ -144,7 +141,7 @@ def _episodes(cfg, policies: dict) -> None:
     if {"memory_agent", "memory_expert", "memagent"} & set(pattern):
         _memory(cfg, policies)
     if "cso" in pattern:
-        from cluster.episodes.cso import check_config
+        from cluster.episodes.cso.episode import check_config
 
         try:
             check_config(cfg.episodes.cso)
@@ -152,7 +149,7 @@ def _episodes(cfg, policies: dict) -> None:
             raise ConfigError(str(e)) from None
         cc = cfg.episodes.cso
         if cc.prm == "judge":
-            from cluster.config import resolve_judges
+            from cluster.config.schema import resolve_judges
 
             jc = resolve_judges(cfg).get(cc.prm_judge)
             _check(jc is not None and jc.kind == "process", f"episodes.cso.prm_judge={cc.prm_judge!r}: needs "
@@ -250,8 +247,8 @@ def _memory(cfg, policies: dict) -> None:
 
 
 def _judges(cfg) -> None:
-    from cluster.config import resolve_judges
-    from cluster.judges import judge_config_problems
+    from cluster.config.schema import resolve_judges
+    from cluster.runtime.judges import judge_config_problems
 
     for name, jc in resolve_judges(cfg).items():
         problems = judge_config_problems(name, jc)
@@ -267,7 +264,7 @@ def _heldout(cfg) -> None:
     _check(h.samples == 0 or 1 <= h.k <= h.samples,
            f"heldout.k={h.k}: pass@k needs 1 <= k <= heldout.samples={h.samples}")
     _check(h.samples == 0 or h.temperature > 0, f"heldout.temperature={h.temperature}: must be > 0")
-    from cluster.heldout import heldout_kind, heldout_sources
+    from cluster.evaluation.heldout import heldout_kind, heldout_sources
 
     _check("reasoning_gym" in cfg.env.sandbox.extra_imports or
            all(heldout_kind(cfg, t) == "file" for t in h.tasks),

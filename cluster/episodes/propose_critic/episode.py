@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cluster.episodes import Episode, EpisodeResult, RoleUpdate
-from cluster.stats import mean_interval, paired_delta, wilson
+from cluster.evaluation.stats import mean_interval, paired_delta, wilson
 from cluster.episodes.common import (append_records, response_ids, reward_metrics, scale_advantages,
                                      to_trajectories, trim_records)
 from envs.critique import majority_index, parse_pick, render_candidates

@@ -14,11 +14,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from cluster.episodes.registry import active_families, default_pattern
+from cluster.episodes.registry import build as build_episode
+from cluster.episodes.schedule import Schedule
 from cluster.rundir import checkpoint as ckpt
-from cluster.runtime.context import Context
-from cluster.episodes import build as build_episode
 from cluster.rundir.metrics import MetricsLog, Progress
-from cluster.episodes.schedule import Schedule, default_pattern
+from cluster.runtime.context import Context
 
 
 class Driver:
@@ -27,6 +28,9 @@ class Driver:
         resume_from = ckpt.find_checkpoint(cfg.resume) if cfg.resume else None
         self.schedule = Schedule(cfg.schedule or default_pattern(cfg), cfg.schedule_warmup)
         self.ctx = Context(cfg, run_dir, resume_from)
+        for family in active_families(cfg, self.schedule.kinds()):
+            if family.setup is not None:
+                family.setup(self.ctx)                                # e.g. self-play's library as the task source
         if resume_from is not None:
             state = ckpt.read_driver_state(resume_from)
             self.step = state["step"]
@@ -57,14 +61,12 @@ class Driver:
         self.measure_heldout("after")
 
     def measure_heldout(self, tag: str) -> None:
-        """heldout.tasks: the solver role's accuracy on held-out instances -> run_dir/eval_<tag>.json;
-        selfplay.generator_heldout: the generator's gate pass rates on fixed prompts -> generator_eval_<tag>.json."""
+        """heldout.tasks: the solver role's accuracy on held-out instances -> run_dir/eval_<tag>.json (a family's
+        own held-out measurements run in its episodes' start and finish)."""
         if self.cfg.heldout.tasks:
             from cluster.evaluation.heldout import measure
 
             measure(self.cfg, self.ctx.env, self.ctx.policy("solver"), tag, self.run_dir)
-        if self.ctx.evo is not None and self.cfg.selfplay.generator_heldout:
-            self.ctx.evo.measure_generator(tag, self.ctx.policy("generator"), self.run_dir)
 
     def train_step(self) -> dict:
         t0 = time.perf_counter()

@@ -363,7 +363,7 @@ def compose_config(overrides: Sequence[str]):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from cluster.config.schema import register_configs
+    from cluster.config.store import register_configs
 
     register_configs()
     try:

@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from cluster.config.schema import register_configs
+from cluster.config.store import register_configs
 from cluster.config.errors import ConfigError
 from cluster.config.checks import validate
 

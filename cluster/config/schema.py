@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
@@ -184,63 +183,6 @@ class EnvConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
-@dataclass
-class SelfPlayConfig:
-    """EvoEnv self-play: the policy writes environments; admitted ones join the library it trains on."""
-    enabled: bool = False
-    generator_every: int = 3  # one generator step after every k solver steps
-    proposals: int = 4  # generator prompts per generator step
-    samples_per_proposal: int = 2  # responses per generator prompt (its GRPO group)
-    examples: int = 2  # library environments shown in a generator prompt
-    example_chars: int = 1200  # each example's source is cut to about this many characters
-    # what a new environment should be about: each generator prompt names one, drawn at random (empty: none)
-    topics: list[str] = field(default_factory=list)
-    max_new_tokens: int = 768  # generator response budget
-    # the start of every generator response, written for the model (it continues from there), e.g. the
-    # opening of the file: "```python\nimport random\n\n\nclass "; the gates read prefix + continuation
-    response_prefix: str = ""
-    # gate pass rates of the generator on this many fixed prompts (x samples_per_proposal), before the first
-    # step and after the last: run_dir/generator_eval_{before,after}.json (0 = off)
-    generator_heldout: int = 0
-    temperature: float = 1.0
-    reward: str = "learnability"  # learnability: 1 - p (Absolute Zero) | min: min(p, 1 - p) (R-Zero)
-    partial_credit: float = 0.0  # reward per gate passed for proposals that fail a gate (0 = off)
-    # L4 semantic self-review by: policy (the model being trained) | judge (judge_model in its own worker) |
-    # fixed_yes (a stand-in reviewer that always answers "yes", for tests and scripted runs)
-    review: str = "policy"
-    judge_model: Optional[str] = None
-    review_max_new_tokens: int = 8
-    gate_seeds: int = 4  # L2: instances per difficulty
-    gate_difficulties: list[int] = field(default_factory=lambda: [1, 2, 3])
-    gate_bound: float = 0.05  # L3: highest mean score an empty/constant/random answer may get
-    calibration_instances: int = 8  # L5: N instances x n rollouts
-    calibration_rollouts: int = 4
-    band: list[float] = field(default_factory=lambda: [0.2, 0.8])  # L5: admitted solver pass rates
-    difficulties: list[int] = field(default_factory=lambda: [1, 2, 3, 5, 8])  # knob values L5 searches
-    code_threshold: float = 0.6  # novelty: code similarity (normalised AST shingles) that counts as a copy
-    prompt_threshold: float = 0.4  # novelty: prompt-text similarity that counts as a copy
-    retire_window: int = 3  # solver steps of usage a retirement decision looks at
-    retire_above: Optional[float] = None  # retire when recent p is above this (default: band[1])
-    min_active: int = 2  # never retire below this many active environments
-    seed_library: bool = True  # start the library from hand-written environments (seed_set)
-    # which: puzzles (the ten seed puzzles, envs/seeds) | starters (six short easy tasks, envs/starters: a
-    # 135M model solves some and writes files like them) | all
-    seed_set: str = "puzzles"
-    # the run's own environment (env.name, with env.rg_config) joins the library too (kind "task"): the solver
-    # trains on it beside the seeds and what the generator adds; it is never shown as a generator example
-    seed_env: bool = False
-    # the L5 difficulty search for library environments without a calibration (the seeds) at the start,
-    # cached per model and environment version (cluster/episodes/selfplay/calibration.py)
-    calibrate_library: bool = True
-    # Stand-in for tests and scripted runs: environment source files used as the generator's responses
-    # (in order, cycling) instead of sampling the policy; every gate still runs on them.
-    fixed_proposals: list[str] = field(default_factory=list)
-    # run_dir/proposals/ keeps the step files (every proposal with its response and gate reports) of the
-    # newest this many generator steps; older ones are deleted (0 = keep all). The report's rejection
-    # reasons stay whole (proposals/rejections.json counts the run). 500 steps of files are tens of MB at
-    # most with the defaults, and every run under ~2000 steps (generator_every=3) keeps all of them.
-    keep_proposals: int = 500
-
 
 @dataclass
 class HeldOutConfig:
@@ -321,187 +263,32 @@ class PolicyConfig:
     placement_strategy: Optional[str] = None  # None: cluster.placement_strategy
 
 
-@dataclass
-class TaskEpisodeConfig:
-    """`task`: rollouts on the environment (or, in self-play, the library) -> scores -> the role's update."""
-    objective: str = "grpo"  # grpo (group-relative advantages) | dpo (online DPO on pairs from each prompt's group)
-    chosen: str = "best"  # dpo: best (the group's highest-scored response) | reference (the environment's answer)
-    pair_margin: float = 0.5  # dpo: a pair needs chosen score - rejected score >= this
-    heldout_pairs: int = 0  # dpo: pairs on held-out instances whose preference accuracy is logged each step
 
 
-@dataclass
-class DistillEpisodeConfig:
-    """`distill`: the teacher is trained with GRPO on its rollouts; the student learns (sft) the teacher's
-    best response to each prompt that scores at least min_reward (rejection-sampling distillation)."""
-    min_reward: float = 0.5
 
-
-@dataclass
-class ProposeCriticConfig:
-    """`propose_critic`: the proposer samples k candidate answers to a task, the critic sees them (numbered, in
-    shuffled order) and picks one. Proposer reward = each candidate's score; critic reward = the score of its
-    pick, trained only on groups whose candidates score differently. Maturity m = EMA of the critic's accuracy
-    on those groups; loss weights: critic 1 - m, proposer m; the proposer's k and temperature rise with m."""
-    k_min: int = 4  # candidates per task at maturity 0 ...
-    k_max: int = 8  # ... and at maturity 1 (linear in between, rounded)
-    temperature_min: float = 0.7  # the proposer's sampling temperature at maturity 0 ...
-    temperature_max: float = 1.0  # ... and at maturity 1
-    critic_samples: int = 4  # critic responses per candidate set (the critic's GRPO group)
-    critic_temperature: float = 1.0
-    critic_max_new_tokens: int = 8
-    # the start of the critic's reply, written for it (e.g. "Candidate "): the model continues with a number
-    critic_prefix: str = ""
-    maturity_init: float = 0.0
-    maturity_decay: float = 0.8  # m <- decay * m + (1 - decay) * critic accuracy (steps with mixed groups)
-    weights: str = "maturity"  # maturity (critic 1 - m, proposer m) | equal (both 1)
-    render: str = "text"  # how candidates are shown to the critic (envs/render.py)
-    max_candidate_chars: int = 400  # each candidate's text is cut to this many characters when shown
-    # held-out candidate sets (the proposer's k_min answers to tasks no step trains on, mixed sets only) on which
-    # the critic's greedy pick is measured before the first step and after the last; 0 = off
-    heldout_tasks: int = 0
-    # and its sampled picks: this many per held-out set at critic_temperature (the probability that the critic
-    # picks a best candidate, per set: it moves before a greedy pick flips); 0 = greedy only
-    heldout_samples: int = 8
-
-
-@dataclass
-class DeltaRubricConfig:
-    """`delta_rubric`: one model as Disagreement Planner (a checklist that separates responses A and B) and
-    Checklist Verifier (runs it, states a preference). Pairs: a response the environment accepts vs a wrong one
-    for the same task, the wrong ones (and, where it has them, the right ones) the policy's own answers."""
-    train_tasks: int = 64  # tasks whose pairs the roles train on
-    pairs_per_step: int = 0  # train pairs drawn per step; 0: algorithm.prompts_per_step
-    heldout_tasks: int = 32  # tasks no step draws: their pairs are measured before and after, in both orders
-    responses: int = 8  # the policy's answers per task, from which a correct and a wrong one make the pair
-    checklists: int = 2  # planner samples per pair (the planner's group)
-    verifications: int = 4  # verifier samples per checklist (M: the verifier's group; the planner's reward)
-    temperature: float = 1.0
-    planner_max_new_tokens: int = 64
-    verifier_max_new_tokens: int = 64
-    max_checks: int = 3
-    max_response_chars: int = 400  # each response is cut to this many characters when shown
-    format_bonus: float = 0.1  # verifier reward: 1 for the right preference, plus this for a parseable one
-    # written after the verifier's checks (not trained on); the verdict is the A or B it then writes in at most
-    # verdict_max_new_tokens tokens. "": the verifier ends with its own "Preference: A|B" line
-    verdict_prefix: str = "\nPreference:"
-    verdict_max_new_tokens: int = 2
-    direct_baseline: bool = True  # the same model judging without a checklist, on the held-out pairs
-    reward_model_epochs: int = 0  # a scalar reward model trained on the train pairs (epochs; 0 = no baseline)
-    reward_model_lr: float = 1.0e-5
-
-
-@dataclass
-class ChallengerConfig:
-    """`challenger` (R-Zero): the challenger writes questions of the environment's task family (its instances shown
-    as examples); the solver answers each m times; pseudo-label = the majority answer, p = its share. Challenger
-    reward min(p, 1 - p) minus a repetition penalty; the solver trains on questions with p in `band` against the
-    pseudo-label."""
-    family: str = ""  # one line naming the task family, shown above the examples
-    examples: int = 2  # environment instances shown as examples (at seeds no step draws; new ones each step)
-    answers: int = 8  # m: the solver's answers per question
-    band: list[float] = field(default_factory=lambda: [0.3, 0.7])
-    repetition_threshold: float = 0.85  # questions at least this similar (difflib ratio) share a cluster
-    repetition_weight: float = 1.0  # penalty: weight * cluster size / batch size (clusters of 2 or more)
-    max_new_tokens: int = 64  # the challenger's question
-    max_question_chars: int = 400
-    checker: str = "none"  # none | arithmetic: computes the true answer where it can (pseudo-label accuracy)
-    solver_template: str = "{question}"  # how a question is put to the solver
-
-
-@dataclass
-class MemoryConfig:
-    """Memory-agent episodes (memory_agent, memory_expert, memagent): procedural long-document QA
-    (envs/longdoc.py) answered with the memory tools (envs/tools/) over many turns."""
-    kinds: list[str] = field(default_factory=lambda: ["needle", "multihop", "count"])
-    lengths: list[int] = field(default_factory=lambda: [2000, 8000, 32000, 64000])  # document words
-    tasks_per_step: int = 0  # 0: algorithm.prompts_per_step; each task gets rollout.sampling.n episodes
-    expert_tasks_per_step: int = 0  # memory_expert's tasks (one episode each); 0: as tasks_per_step
-    max_turns: int = 12
-    max_context: int = 2048  # tokens the agent sees plus one turn's output (<= rollout.max_model_len)
-    turn_max_new_tokens: int = 96
-    max_malformed: int = 3  # malformed tool calls before an episode stops
-    tool_descriptions: bool = True  # the prompt lists each tool with a description (false: signatures only)
-    tool_timeout_s: float = 5.0
-    context_penalty: float = 0.0  # reward -= penalty * peak context / max_context
-    heldout_tasks: int = 0  # held-out tasks (cycling kinds x lengths) measured before and after
-    heldout_baselines: list[str] = field(default_factory=lambda: ["truncated", "memagent"])
-    baselines_after: bool = True  # the baselines again after training (false: before only, as reference points)
-    truncated_words: int = 1000  # the one-turn baseline reads the document's first words
-    answer_max_new_tokens: int = 16
-    expert_chunk_size: int = 200  # the scripted expert's buildIndex arguments
-    expert_overlap: int = 20
-    expert_reasoning: bool = True  # the expert writes one reason line before each call (false: calls only)
-    # the expert notes a read chunk's facts and deletes the chunk once the context passes this fraction of
-    # max_context (0: after every read)
-    expert_free_context_at: float = 0.0
-    stop_at_call_end: bool = True  # generation stops at </tool_call> (no text after the call)
-    memagent_chunk_words: int = 400
-    memagent_memory_tokens: int = 64  # the memory it overwrites after each chunk
-    memagent_max_chunks: int = 16  # reads at most this many chunks, then answers
-
-
-@dataclass
-class CSOConfig:
-    """`cso`: critical-step optimisation (cluster/episodes/cso/episode.py). Failed trajectories on verifiable tasks are
-    cut into steps; a process reward picks the critical ones; the expert proposes other steps; the policy continues
-    from each; an alternative whose continuation succeeds becomes a DPO pair against the original step."""
-    mine_prompts: int = 0  # prompts sampled per step to mine failures; 0: algorithm.prompts_per_step
-    separator: str = "\n"  # steps end where this ends (lines; or a step marker)
-    max_failed: int = 8  # failed trajectories expanded per step (in sample order, while within rollout_budget)
-    candidates: int = 1  # c: critical candidates per failed trajectory, the lowest-scored steps
-    alternatives: int = 4  # k: the expert's proposals per candidate (duplicates and the original step dropped)
-    expert: str = "policy"  # policy: the expert role's policy (default: the solver's own) | oracle: the reference
-    expert_temperature: float = 1.2
-    step_max_new_tokens: int = 32  # one proposed step
-    prm: str = "mc"  # mc: Monte-Carlo values | trained: a PRM trained on them | judge: judges.<prm_judge>
-    prm_judge: str = ""  # prm=judge: a judge of kind process
-    mc_samples: int = 4  # policy continuations per step for its Monte-Carlo value
-    branch_samples: int = 4  # policy continuations from each alternative (prm=mc: its value)
-    chosen_min: float = 0.6  # a pair needs PRM(chosen) >= chosen_min ...
-    rejected_max: float = 0.5  # ... and PRM(rejected) <= rejected_max, and a continuation that succeeds
-    rollout_budget: int = 0  # sequences generated per step, every stage counted; 0: no cap
-    # prm=trained: the first prm_warmup_steps CSO runs score by Monte-Carlo values, whose steps then train the PRM
-    prm_warmup_steps: int = 2
-    prm_heldout_every: int = 4  # every k-th failed trajectory's steps are held out: the PRM's agreement with MC
-    prm_model: str = ""  # a causal-LM or sequence-classification folder; "": the solver's model
-    prm_trainable: str = "head"  # head (a one-logit head on the frozen backbone) | all
-    prm_lr: float = 1.0e-3
-    prm_epochs: int = 8
-
-
-@dataclass
-class EpisodesConfig:
-    task: TaskEpisodeConfig = field(default_factory=TaskEpisodeConfig)
-    distill: DistillEpisodeConfig = field(default_factory=DistillEpisodeConfig)
-    propose_critic: ProposeCriticConfig = field(default_factory=ProposeCriticConfig)
-    delta_rubric: DeltaRubricConfig = field(default_factory=DeltaRubricConfig)
-    challenger: ChallengerConfig = field(default_factory=ChallengerConfig)
-    memory: MemoryConfig = field(default_factory=MemoryConfig)
-    cso: CSOConfig = field(default_factory=CSOConfig)
 
 
 @dataclass
 class TrainConfig:
+    """The run's settings shared by every episode family; run_schema() adds each family's own (episodes.<name>,
+    or a top-level group such as `selfplay`)."""
     model: ModelConfig = MISSING
     rollout: RolloutConfig = MISSING
     learner: LearnerConfig = MISSING
     algorithm: AlgorithmConfig = MISSING
     env: EnvConfig = MISSING
     cluster: ClusterConfig = MISSING
-    selfplay: SelfPlayConfig = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     heldout: HeldOutConfig = field(default_factory=HeldOutConfig)
     # Several policies in one run: policies.<name>.{model,rollout,learner} override the top-level groups for
     # that policy. Empty: one policy ("policy") built from the top-level groups, as in a single-policy run.
     policies: dict[str, Any] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)  # role -> policy name (unmapped roles: the only policy)
-    # episode kinds in order, repeated: a pure function of the step. Empty: [task], or in self-play
-    # selfplay.generator_every x task then evoenv
+    # episode kinds in order, repeated: a pure function of the step. Empty: the pattern a family sets when it
+    # is on (cluster/episodes/registry.py, default_pattern), else [task]
     schedule: list[str] = field(default_factory=list)
     # kinds run once before the schedule repeats, e.g. [memory_expert, memory_expert]: an sft warm start
     schedule_warmup: list[str] = field(default_factory=list)
-    episodes: EpisodesConfig = field(default_factory=EpisodesConfig)
     judges: dict[str, Any] = field(default_factory=dict)  # judges.<name>: JudgeConfig keys; the run's judge pool
     # role -> fixed responses (cycled) in place of the role's samples, e.g. +scripted.critic='[1,2]': scripted
     # runs and exact reward accounting; the role's policy still trains on them
@@ -512,40 +299,6 @@ class TrainConfig:
     keep_checkpoints: int = 2
     run_dir: str = "runs/${now:%Y-%m-%d_%H-%M-%S}"
     resume: Optional[str] = None  # a run directory or a checkpoint directory
-
-
-OPEN_DICTS = {EnvConfig: ("rg_config",)}  # dict fields that take new keys without `+`
-GROUPS: dict[str, type] = {
-    "model": ModelConfig,
-    "rollout": RolloutConfig,
-    "learner": LearnerConfig,
-    "algorithm": AlgorithmConfig,
-    "env": EnvConfig,
-    "cluster": ClusterConfig,
-    "selfplay": SelfPlayConfig,
-}
-
-
-def register_configs() -> None:
-    """Register the schema and one schema per group, so conf/*.yaml are type-checked."""
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig)
-    for group, node in GROUPS.items():
-        cs.store(group=group, name=f"{group}_schema", node=_open_dicts(node))
-
-
-def _open_dicts(node: type):
-    """The group's schema, with its free-form dict fields (env.rg_config) open to new keys on the command
-    line (`env.rg_config.max_digits=1`, no `+`); everything else stays strict."""
-    from omegaconf import OmegaConf
-
-    open_fields = OPEN_DICTS.get(node, ())
-    if not open_fields:
-        return node
-    conf = OmegaConf.structured(node)
-    for name in open_fields:
-        OmegaConf.set_struct(conf[name], False)
-    return conf
 
 
 def to_dataclass(cfg: Any) -> TrainConfig:

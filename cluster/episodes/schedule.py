@@ -3,13 +3,6 @@ config, repeated; a pure function of the step, so a resumed run needs no schedul
 from __future__ import annotations
 
 
-def default_pattern(cfg) -> list[str]:
-    """A run without `schedule`: task every step, or in self-play generator_every task steps then evoenv."""
-    if cfg.selfplay.enabled:
-        return ["task"] * cfg.selfplay.generator_every + ["evoenv"]
-    return ["task"]
-
-
 class Schedule:
     def __init__(self, pattern: list[str], warmup: list[str] = ()):
         if not pattern:

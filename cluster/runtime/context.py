@@ -1,13 +1,14 @@
 """Context: what every episode gets handles to. It builds every actor of a run: the environment fleet,
-one rollout pool and learner group per policy, the judge pool, and self-play's library."""
+one rollout pool and learner group per policy, and the judge pool. A family's set-up adds its own parts (a task
+source, stand-ins, judges) before the first step."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from cluster.config.schema import DEFAULT_POLICY, JudgeConfig, resolve_judges, resolve_policies
+from cluster.config.schema import DEFAULT_POLICY, resolve_judges, resolve_policies
 from cluster.evaluation.heldout import fewshot_examples
 from cluster.runtime.policy import Policy, ScriptedPolicy
-from cluster.runtime.policy_judges import PolicyJudge, ScriptedJudge
+from cluster.runtime.tasks import EnvTasks
 from cluster.config.errors import ConfigError
 from trainers.advantages import EMABaseline, role_advantages
 
@@ -26,23 +27,14 @@ class Context:
         for policy in self.policies.values():
             policy.start()
         self.stand_ins: dict[str, ScriptedPolicy] = {}  # role -> scripted responses in place of sampling
-        sp = cfg.selfplay
-        if sp.enabled and sp.fixed_proposals:
-            texts = [Path(p).read_text(encoding="utf-8") for p in sp.fixed_proposals]
-            self.stand_ins["generator"] = ScriptedPolicy(self.policy("generator"),
-                                                         [f"```python\n{t.rstrip()}\n```" for t in texts])
         for role, responses in cfg.scripted.items():  # fixed responses in place of the role's samples
             self.stand_ins[role] = ScriptedPolicy(self.policy(role), [str(r) for r in responses])
         self.judges = self._judges()
         decay = cfg.algorithm.ema_baseline
         self.baseline = EMABaseline(decay) if decay > 0 else None  # per-role reward EMA (SPIRAL's RAE)
         self._shots: dict[tuple[str, int], list[tuple[str, str]]] = {}
-        self.evo = None
-        if sp.enabled:
-            from cluster.episodes.selfplay.library_loop import EvoEnv
-
-            self.evo = EvoEnv(cfg, run_dir, self.env, self.policy("solver"), self.judges["review"], resume_from,
-                              shots=self.shots)
+        self.tasks = EnvTasks(self.env, cfg.env.difficulty)  # what the `task` episode trains the solver on
+        self.parts: dict[str, object] = {}  # family name -> what its set-up added; each saved with a checkpoint
 
     # -- roles -> policies -----------------------------------------------------------
     def policy_name(self, role: str) -> str:
@@ -60,21 +52,9 @@ class Context:
 
     # -- judges ------------------------------------------------------------------------
     def _judges(self) -> dict:
-        cfg, sp = self.cfg, self.cfg.selfplay
-        specs = resolve_judges(cfg)
+        cfg = self.cfg
         judges = {}
-        if sp.enabled and "review" not in specs:  # self-play's L4 reviewer
-            if sp.review == "fixed_yes":
-                judges["review"] = ScriptedJudge("review", "yes")
-            elif sp.review == "policy":
-                judges["review"] = PolicyJudge("review", self.policy("reviewer"), sp.review_max_new_tokens)
-            else:  # a judge model of its own, served like the rollout engines
-                rc = cfg.rollout
-                specs["review"] = JudgeConfig(model=sp.judge_model, dtype=cfg.model.dtype, backend=rc.backend,
-                                              chat_template=cfg.model.chat_template,
-                                              max_new_tokens=sp.review_max_new_tokens,
-                                              cpus_per_worker=rc.cpus_per_worker, gpus_per_worker=rc.gpus_per_worker,
-                                              threads=rc.threads)
+        specs = resolve_judges(cfg)
         if specs:
             from cluster.runtime.judges import JudgePool
 
@@ -130,8 +110,8 @@ class Context:
     def save(self, folder: Path) -> None:
         for name, policy in self.policies.items():
             policy.save(self.policy_folder(folder, name))
-        if self.evo is not None:
-            self.evo.save(folder)
+        for part in self.parts.values():
+            part.save(folder)
 
     def load(self, folder: Path, state: dict) -> None:
         versions = state.get("versions") or {DEFAULT_POLICY: state["version"]}

@@ -95,7 +95,7 @@ def test_calibration_finds_the_band_and_is_cached_per_environment_version(tmp_pa
     assert cal["cached"] is False and solver.calls == 4
     assert Library.load(tmp_path / "run-digits" / "library").get("digits").calibration["difficulty"] == 5
     # solver steps draw instances at the calibrated difficulty
-    assert {i["data"]["length"] for i in evo.solver_instances(0, [1, 2, 3])} == {7}
+    assert {i["data"]["length"] for i in evo.sample(0, [1, 2, 3])} == {7}
 
     again, solver2 = _evo(tmp_path, pool)  # same model, same environment: from the cache, no generation
     assert solver2.calls == 0

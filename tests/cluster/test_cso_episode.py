@@ -11,7 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from cluster.config.schema import CSOConfig, SamplingConfig
+from cluster.config.schema import SamplingConfig
+
+from cluster.episodes.cso.config import CSOConfig
 from cluster.evaluate import compose_config as compose
 from cluster.config.errors import ConfigError
 from cluster.config.checks import validate

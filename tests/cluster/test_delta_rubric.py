@@ -78,7 +78,7 @@ class _Engine:
 
 
 def test_forced_verdict_keeps_the_generated_ids_and_masks_only_the_written_prefix(tiny_model_path):
-    from cluster.config.schema import DeltaRubricConfig
+    from cluster.episodes.delta_rubric.config import DeltaRubricConfig
     from cluster.episodes.delta_rubric.episode import DeltaRubricEpisode
 
     episode = object.__new__(DeltaRubricEpisode)

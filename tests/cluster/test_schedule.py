@@ -6,7 +6,8 @@ import pytest
 from cluster.config.schema import DEFAULT_POLICY, resolve_policies
 from cluster.evaluate import EvalError, checkpoint_model_dir, parse_args
 from cluster.evaluate import compose_config as compose
-from cluster.episodes.schedule import Schedule, default_pattern
+from cluster.episodes.registry import default_pattern
+from cluster.episodes.schedule import Schedule
 from cluster.config.errors import ConfigError
 from cluster.config.checks import validate
 

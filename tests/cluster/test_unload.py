@@ -15,7 +15,8 @@ import ray
 
 from cluster.rundir import checkpoint as ckpt
 from cluster.reports import summary as report
-from cluster.config.schema import EnvConfig, ModelConfig, RolloutConfig, SamplingConfig, SandboxConfig, SelfPlayConfig
+from cluster.config.schema import EnvConfig, ModelConfig, RolloutConfig, SamplingConfig, SandboxConfig
+from cluster.episodes.selfplay.config import SelfPlayConfig
 from cluster.runtime.env_fleet import EnvFleet
 from cluster.runtime.policy_judges import ScriptedJudge
 from cluster.episodes.selfplay.library_loop import EvoEnv, Proposal
@@ -93,8 +94,8 @@ def assert_exactly_active(evo, fleet, metrics=None):
 
 
 def solver_step(evo, step):
-    instances = evo.solver_instances(step, [step * 100 + i for i in range(4)])
-    return evo.record_solver(step, [i["env"] for i in instances], [1.0] * len(instances))
+    instances = evo.sample(step, [step * 100 + i for i in range(4)])
+    return evo.record(step, [i["env"] for i in instances], [1.0] * len(instances))
 
 
 def generator_step(evo, step):

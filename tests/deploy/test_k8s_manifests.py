@@ -187,7 +187,7 @@ def compose(entrypoint: str):
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
-    from cluster.config.schema import register_configs
+    from cluster.config.store import register_configs
     from cluster.config.checks import validate as validate_config
 
     argv = shlex.split(entrypoint)

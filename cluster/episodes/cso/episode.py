@@ -28,12 +28,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cluster.episodes import Episode, EpisodeResult, RoleUpdate
+from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import append_records, reward_metrics, to_trajectories, trim_records
 from trainers.cso import critical_candidates, keep_pair, monte_carlo_value, split_steps, step_pair
-
-PRM_KINDS = ("mc", "trained", "judge")
-EXPERTS = ("policy", "oracle")
 
 
 @dataclass
@@ -50,24 +47,6 @@ class Failed:
     alternatives: list[dict] = field(default_factory=list)  # {"step", "ids", "text", "outcomes", "score", "kept"}
 
 
-def check_config(cc) -> None:
-    if cc.prm not in PRM_KINDS:
-        raise ValueError(f"episodes.cso.prm={cc.prm!r}: use {', '.join(PRM_KINDS)}")
-    if cc.expert not in EXPERTS:
-        raise ValueError(f"episodes.cso.expert={cc.expert!r}: use {', '.join(EXPERTS)}")
-    if cc.prm == "judge" and not cc.prm_judge:
-        raise ValueError("episodes.cso.prm=judge needs episodes.cso.prm_judge=<a judges.<name> of kind process>")
-    if cc.mine_prompts < 0 or cc.rollout_budget < 0:
-        raise ValueError(f"episodes.cso.mine_prompts={cc.mine_prompts}, rollout_budget={cc.rollout_budget}: "
-                         "must be >= 0 (0: prompts_per_step; no cap)")
-    for name in ("candidates", "alternatives", "mc_samples", "branch_samples"):
-        if getattr(cc, name) < 1:
-            raise ValueError(f"episodes.cso.{name}={getattr(cc, name)}: must be >= 1")
-    if not 0.0 <= cc.rejected_max <= 1.0 or not 0.0 <= cc.chosen_min <= 1.0:
-        raise ValueError(f"episodes.cso thresholds chosen_min={cc.chosen_min}, rejected_max={cc.rejected_max}: "
-                         "must lie in [0, 1]")
-
-
 def continuation_texts(tokenizer, contexts: list[list[int]], samples: list[list]) -> list[list[str]]:
     """The whole response each continuation completes: the context's response ids + the continuation's, decoded."""
     return [[tokenizer.decode(c + s.response_ids, skip_special_tokens=True) for s in group]
@@ -80,7 +59,6 @@ class CSOEpisode(Episode):
     def __init__(self, ctx):
         super().__init__(ctx)
         self.cc = ctx.cfg.episodes.cso
-        check_config(self.cc)
         self.log = ctx.run_dir / "episodes" / "cso.jsonl"
         self.sep_ids: list[int] | None = None
         self.prm_examples: list[dict] = []  # MC-valued steps: {"prompt", "prefix", "value", "heldout"}

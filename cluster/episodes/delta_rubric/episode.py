@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from actors.judge import parse_preference
-from cluster.episodes import Episode, EpisodeResult, RoleUpdate
+from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import append_records, response_ids, reward_metrics, to_trajectories, trim_records
 from cluster.evaluation.stats import paired_delta, wilson
 from envs.rubric import direct_prompt, parse_letter, planner_prompt, verifier_prompt

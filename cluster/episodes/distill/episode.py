@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from cluster.episodes import Episode, EpisodeResult, RoleUpdate
+from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import response_ids, reward_metrics, to_trajectories
 from trainers.batch import Trajectory
 

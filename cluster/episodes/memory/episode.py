@@ -27,7 +27,7 @@ from pathlib import Path
 
 from actors.rollout.hf_backend import Sample
 from cluster.episodes.memory.agent_loop import AgentEpisode, AgentLoop, LoopLimits, TurnFormat, stop_counts
-from cluster.episodes import Episode, EpisodeResult, RoleUpdate
+from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import append_records, trim_records
 from envs.longdoc import answer_f1, answer_hit, answer_match, make_task, split_tasks, truncated_prompt
 from envs.tools.expert import ExpertAgent

@@ -26,7 +26,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from cluster.episodes import Episode, EpisodeResult, RoleUpdate
+from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.evaluation.stats import mean_interval, paired_delta, wilson
 from cluster.episodes.common import (append_records, response_ids, reward_metrics, scale_advantages,
                                      to_trajectories, trim_records)

@@ -9,7 +9,7 @@ The solver side of self-play is the `task` episode over the library (cluster/epi
 from __future__ import annotations
 
 import time
-from cluster.episodes import Episode, EpisodeResult, RoleUpdate
+from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import reward_metrics, to_trajectories
 from cluster.episodes.selfplay.library_loop import Proposal
 
@@ -19,11 +19,24 @@ class EvoEnvEpisode(Episode):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        if ctx.evo is None:
+        if "selfplay" not in ctx.parts:
             raise ValueError("the evoenv episode needs self-play: set selfplay=evoenv (or selfplay.enabled=true)")
+        self.library = ctx.parts["selfplay"]
+
+    def start(self, step: int) -> None:
+        if step == 0:
+            self._measure_generator("before")
+
+    def finish(self) -> None:
+        self._measure_generator("after")
+
+    def _measure_generator(self, tag: str) -> None:
+        """selfplay.generator_heldout: the generator's gate pass rates on fixed prompts -> generator_eval_<tag>.json."""
+        if self.ctx.cfg.selfplay.generator_heldout:
+            self.library.measure_generator(tag, self.ctx.policy("generator"), self.ctx.run_dir)
 
     def run(self, step: int, ctx) -> EpisodeResult:
-        generator, evo = ctx.policy("generator"), ctx.evo
+        generator, evo = ctx.policy("generator"), self.library
         t0 = time.perf_counter()
         texts, lineages = evo.generator_prompts(step, generator)
         prompts = [evo.encode_generator_prompt(generator, t) for t in texts]

@@ -102,7 +102,7 @@ class EvoEnv:
         self.retire_above = self.sp.retire_above if self.sp.retire_above is not None else self.sp.band[1]
 
     # -- solver ---------------------------------------------------------------------
-    def solver_instances(self, step: int, seeds: list[int]) -> list[dict]:
+    def sample(self, step: int, seeds: list[int]) -> list[dict]:
         """One instance per seed, each from an active environment drawn with weights toward p near 0.5.
         An environment whose sample() fails here is retired and its slots drawn again from the rest."""
         rng = random.Random(seeds[0] if seeds else step)
@@ -176,7 +176,7 @@ class EvoEnv:
                 f"{list(self.sp.band)}; " + ", ".join(f"{r['env']} d{r['difficulty']} p={r['p']:.2f}" for r in records))
         return records
 
-    def record_solver(self, step: int, envs: list[str], rewards: list[float]) -> dict:
+    def record(self, step: int, envs: list[str], rewards: list[float]) -> dict:
         """Usage per environment, retirement of mastered ones; returns metrics."""
         per_env: dict[str, list[float]] = {}
         for env, r in zip(envs, rewards):

@@ -1,6 +1,6 @@
-"""`task`: the solver role on the environment (env=...) or, in self-play, on the environment library.
+"""`task`: the solver role on the run's task source: the environment (env=...), or a library a family installs.
 
-    instances <- env.sample(seeds(step))   or   library instances weighted toward p ~ 0.5
+    instances <- the task source at seeds(step) (self-play's library: weighted toward p ~ 0.5)
     samples   <- the solver's policy, n per prompt
     rewards   <- the environment's score (sandboxed executors)
     grpo: group-relative advantages per prompt    dpo: one pair per prompt (chosen vs rejected)
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from cluster.episodes import Episode, EpisodeResult, RoleUpdate
+from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import response_ids, reward_metrics, to_trajectories
 from trainers.batch import Trajectory
 from trainers.cuts import mixed_group_metrics
@@ -46,8 +46,7 @@ class TaskEpisode(Episode):
         items = [{"data": inst["data"], "response": s.text, "env": inst.get("env")}
                  for inst, group in zip(instances, out["samples"]) for s in group]
         rewards, env_metrics = ctx.env.score(items)
-        if ctx.evo is not None:
-            env_metrics.update(ctx.evo.record_solver(step, [i["env"] for i in items], rewards))
+        env_metrics.update(ctx.tasks.record(step, [i["env"] for i in items], rewards))
         t3 = time.perf_counter()
         trajectories = to_trajectories(prompts, out["samples"], out["version"], "solver", self.kind, rewards)
         metrics = reward_metrics(trajectories)
@@ -75,10 +74,7 @@ class TaskEpisode(Episode):
     def _submit(self, step: int, ctx) -> tuple[list[dict], list[list[int]], object]:
         """Draw the step's instances and start its rollouts."""
         policy, cfg = ctx.policy("solver"), ctx.cfg
-        if ctx.evo is not None:
-            instances = ctx.evo.solver_instances(step, ctx.data_seeds(step))
-        else:
-            instances = ctx.env.sample(ctx.data_seeds(step), cfg.env.difficulty)
+        instances = ctx.tasks.sample(step, ctx.data_seeds(step))
         prompts = [policy.encode(i["prompt"], ctx.shots(i.get("env"), i.get("difficulty", cfg.env.difficulty)))
                    for i in instances]
         return instances, prompts, policy.submit(prompts, policy.sampling, seed=cfg.seed * 7919 + step)

@@ -1,0 +1,16 @@
+"""Memory agents: long-document QA with tools (memory_agent), the scripted expert's warm start (memory_expert) and
+the MemAgent-style baseline (memagent), one settings group (episodes.memory)."""
+from __future__ import annotations
+
+from cluster.episodes.family import Family
+from cluster.episodes.memory.config import MemoryConfig
+
+
+def episodes() -> tuple[type, ...]:
+    from cluster.episodes.memory.episode import MemAgentEpisode, MemoryAgentEpisode, MemoryExpertEpisode
+
+    return MemoryAgentEpisode, MemoryExpertEpisode, MemAgentEpisode
+
+
+FAMILY = Family(name="memory", kinds=("memory_agent", "memory_expert", "memagent"), episodes=episodes,
+                config=MemoryConfig)

@@ -1,0 +1,60 @@
+"""The episode protocol, and the declaration of an episode family (one folder under cluster/episodes/).
+
+    episode = EPISODES[kind](ctx)
+    result = episode.run(step, ctx)    # rollouts -> environments / judges -> trajectories per role, advantages set
+    next_episode.prefetch(step + 1, ctx)   # rollout.max_staleness > 0: next rollouts run during the update
+    for role, update in result.updates.items():
+        ctx.policy(role).update(update.trajectories, update.objective, ...)
+
+`roles` names the roles an episode trains or asks; config maps each role to a policy (`roles.<role>`), so two
+roles may share one policy (today's self-play) or use two. `start`/`finish` run before the first and after
+the last step (held-out measurements); `save` writes what the episode must carry over a resume.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainers.batch import Trajectory
+
+
+@dataclass
+class RoleUpdate:
+    trajectories: list[Trajectory]
+    objective: str = "grpo"  # a name in trainers/objectives.py
+    temperature: float = 1.0  # the sampling temperature the behaviour logprobs were taken at
+    recompute_old: bool = False  # samples not drawn from the policy itself (CUTS, scripted): pi_old recomputed
+
+
+@dataclass
+class EpisodeResult:
+    updates: dict[str, RoleUpdate]
+    metrics: dict = field(default_factory=dict)
+
+
+class Episode:
+    kind = ""
+    roles: tuple[str, ...] = ()
+    label = ""  # the row's "episode" value: the trained role for one-role kinds (solver, generator), else kind
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def run(self, step: int, ctx) -> EpisodeResult:
+        raise NotImplementedError
+
+    def lookahead(self, ctx) -> int:
+        """How many steps ahead this kind may start its rollouts (rollout.max_staleness); 0: it cannot."""
+        return 0
+
+    def prefetch(self, step: int, ctx) -> None:
+        """Start the rollouts of `step` now (the overlapped pipeline); run(step) collects them."""
+
+    def start(self, step: int) -> None:
+        """Before the first step of this process (step > 0 on resume)."""
+
+    def finish(self) -> None:
+        """After the last step."""
+
+    def save(self, folder: Path) -> None:
+        """Episode state a resume needs, under folder/episodes/<kind>/."""

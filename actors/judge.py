@@ -269,7 +269,7 @@ class _SequenceClassifier:
         return {"index": self.index, "pid": os.getpid(), "kind": self.kind}
 
     def _text(self, prompt: str, response: str) -> str:
-        from trainers.reward_model import reward_text
+        from trainers.scalar_head import reward_text
 
         return reward_text(self.tokenizer, prompt, response, self.chat_template)
 

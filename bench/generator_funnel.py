@@ -29,6 +29,7 @@ os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 from cluster.config.schema import ModelConfig, SamplingConfig  # noqa: E402
+from cluster.config.seeds import GENERATOR_HELDOUT  # noqa: E402
 from envs.gates import CheckConfig, check_environment  # noqa: E402
 from envs.library import sample_prompts  # noqa: E402
 from envs.novelty import check_novelty  # noqa: E402
@@ -46,7 +47,6 @@ TOPICS = ["count the vowels in a word", "the sum of the digits of a number", "ho
           "the last letter of each word in a list", "convert a number of minutes to hours and minutes",
           "the middle value of three numbers", "repeat a word a given number of times",
           "the number of days in a number of weeks"]
-PROMPT_SEED = 2**41 + 17  # the self-play generator's held-out prompts use the same seed
 STAGES = ("parse", "L1", "L2", "L3", "novelty")
 
 
@@ -62,7 +62,7 @@ def funnel(backend, tokenizer, seed_set: str, temperature: float, tokens: int, p
     library = [Entry(n, p.read_text(encoding="utf-8"), []) for n, p in seed_environments(seed_set).items()]
     for e in library:
         e.prompts = sample_prompts(e.source, filename=e.name)
-    rng, prefix = random.Random(PROMPT_SEED), PREFIXES[seed_set]
+    rng, prefix = random.Random(GENERATOR_HELDOUT), PREFIXES[seed_set]  # the generator's held-out prompts' seed
     ids = []
     for _ in range(prompts):
         shown = rng.sample(library, 2)

@@ -27,9 +27,10 @@ from actors.rollout.hf_backend import HFBackend  # noqa: E402
 from actors.weights import pack_state_dict, unpack_state_dict  # noqa: E402
 from trainers.batch import Trajectory, collate  # noqa: E402
 from trainers.ds_config import deepspeed_config  # noqa: E402
-from trainers.grpo import micro_batch_loss, plan_updates  # noqa: E402
+from trainers.grpo import micro_batch_loss  # noqa: E402
 from trainers.losses import PolicyLossConfig  # noqa: E402
 from trainers.models import load_causal_lm, prepare_model  # noqa: E402
+from trainers.update_plan import plan_updates  # noqa: E402
 
 ROWS: list[tuple[str, str, str]] = []
 

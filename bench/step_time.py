@@ -88,8 +88,9 @@ def child_env(tmp: Path) -> dict:
 
 def data_seeds(work: Work, step: int) -> list[int]:
     """The instance seeds EvoForge's driver uses at `step` (Context.data_seeds), so TRL gets the same prompts."""
-    base = SEED * 1_000_003 + step * 10_007
-    return [base + i for i in range(work.prompts)]
+    from cluster.config.seeds import step_instances
+
+    return step_instances(SEED, step, work.prompts)
 
 
 # -- EvoForge: the real CLI ---------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     held-out accuracy before (heldout.tasks)
     for step:
-        kind <- schedule(step)                       # warm-up kinds once, then a pattern, e.g. [task, task, evoenv]
+        kind <- schedule(step)                       # warm-up kinds once, then the pattern, repeated
         trajectories per role, metrics <- episode[kind].run(step, ctx)
         start the next steps' rollouts (rollout.max_staleness > 0: they overlap the update)
         for each role: its policy's update with the role's objective, then weight sync
@@ -17,8 +17,9 @@ from pathlib import Path
 from cluster.episodes.registry import active_families, default_pattern
 from cluster.episodes.registry import build as build_episode
 from cluster.episodes.schedule import Schedule
+from cluster.reports.console import Progress
 from cluster.rundir import checkpoint as ckpt
-from cluster.rundir.metrics import MetricsLog, Progress
+from cluster.rundir.metrics import MetricsLog
 from cluster.runtime.context import Context
 
 
@@ -36,6 +37,9 @@ class Driver:
             self.step = state["step"]
             self.ctx.load(resume_from, state)
         self.episodes = {kind: build_episode(kind, self.ctx) for kind in self.schedule.kinds()}
+        if resume_from is not None:
+            for episode in self.episodes.values():
+                episode.load(resume_from)
         self.log = MetricsLog(run_dir, cfg, resolved_config, self.step)
 
     # -- the loop ---------------------------------------------------------------

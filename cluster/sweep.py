@@ -25,6 +25,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 
+from cluster.rundir.metrics import read_rows
+
 OVERRIDES = "overrides.yaml"
 SUMMARY = "summary.csv"
 COLUMNS = ["point", "reward/mean last", "reward/mean best", "loss", "steps", "run_dir"]
@@ -35,15 +37,7 @@ HELDOUT_CSV_COLUMNS = ["point", "task", "instances", "before", "before_ci_lo", "
                        "after_ci_hi", "delta", "delta_ci_lo", "delta_ci_hi", "significant", "steps", "rollouts",
                        "tokens", "pairs", "run_dir"]
 HELDOUT_TABLE_COLUMNS = ["point", "task", "before [95% CI]", "after [95% CI]", "change [95% CI]", "rollouts", "pairs"]
-PAIR_KEYS = ("cso/pairs_kept", "dpo/pairs")  # preference pairs a step trained on: the first key the metrics have
 NOT_A_POINT = {"run_dir", "resume"}  # differ between points without defining them
-
-
-def _rows(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
 def _overrides(run_dir: Path) -> list[str] | None:
@@ -92,7 +86,7 @@ def summarize(sweep_dir: Path) -> list[dict]:
     dirs = point_dirs(sweep_dir)
     out = []
     for run_dir, label in zip(dirs, _labels(dirs)):
-        rows = _rows(run_dir)
+        rows = read_rows(run_dir)
         rewards = [r["reward/mean"] for r in rows if "reward/mean" in r]
         out.append({
             "point": label,
@@ -128,16 +122,19 @@ def heldout_rows(sweep_dir: Path) -> list[dict]:
     """One row per (point, task) of the points with eval files: held-out accuracy before and after training
     with 95% intervals, the paired change (delta, delta_ci, significant; an unpaired delta without interval
     when the files lack per-instance scores), and the point's training totals from its metrics."""
-    from cluster.reports.summary import _read_eval, held_out_entry
+    from cluster.episodes.registry import report_sections
+    from cluster.reports.summary import held_out_entry, read_eval
 
+    # preference pairs a step trained on: the first key (a family's PAIRS_KEY) the metrics have
+    pair_keys = [s.PAIRS_KEY for s in report_sections().values() if getattr(s, "PAIRS_KEY", None)]
     dirs = point_dirs(sweep_dir)
     out = []
     for run_dir, label in zip(dirs, _labels(dirs)):
         # a point without eval files has no tasks, hence no rows
-        before = {r["task"]: r for r in _read_eval(run_dir / EVAL_FILES[0])}
-        after = {r["task"]: r for r in _read_eval(run_dir / EVAL_FILES[1])}
-        rows = _rows(run_dir)
-        pairs = next((_sum(rows, k) for k in PAIR_KEYS if any(k in r for r in rows)), None)
+        before = {r["task"]: r for r in read_eval(run_dir / EVAL_FILES[0])}
+        after = {r["task"]: r for r in read_eval(run_dir / EVAL_FILES[1])}
+        rows = read_rows(run_dir)
+        pairs = next((_sum(rows, k) for k in pair_keys if any(k in r for r in rows)), None)
         totals = {"steps": rows[-1]["step"] + 1 if rows else 0,  # as the summary counts them
                   "rollouts": _sum(rows, "rollouts/total"), "tokens": _sum(rows, "rollout/tokens"), "pairs": pairs}
         for task in [*before, *(t for t in after if t not in before)]:

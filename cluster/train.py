@@ -9,9 +9,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from cluster.config.store import register_configs
+from cluster.runconfig.store import register_configs
 from cluster.config.errors import ConfigError
-from cluster.config.checks import validate
+from cluster.runconfig.checks import validate
 
 register_configs()
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -20,7 +20,7 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 def run(cfg, run_dir: Path, resolved: dict) -> dict:
     """Start (or join) the cluster, train, and return the last metrics row."""
     from cluster.driver import Driver
-    from cluster.rundir.metrics import read_metrics
+    from cluster.rundir.metrics import read_rows
     from cluster.runtime.session import in_submitted_job, start_ray, stop_ray
 
     log_dir = run_dir / "logs" if cfg.logger.worker_logs == "file" and not in_submitted_job() else None
@@ -32,22 +32,17 @@ def run(cfg, run_dir: Path, resolved: dict) -> dict:
         driver.train()
     finally:
         stop_ray()
-    from cluster.episodes.coevolution.report import COEVOLUTION_KINDS
-    from cluster.episodes.cso.report import CSO_KINDS
-    from cluster.episodes.memory.report import MEMORY_KINDS
+    from cluster.reports.summary import print_summary, summarize
 
-    kinds = set(cfg.schedule) | set(cfg.schedule_warmup)
-    reported = any(kind in COEVOLUTION_KINDS + MEMORY_KINDS + CSO_KINDS for kind in kinds)  # their own sections
-    if cfg.selfplay.enabled or cfg.heldout.tasks or reported:  # funnel, library, rewards, held-out; plots
-        from cluster.reports.summary import print_summary
-
+    summary = summarize(run_dir)
+    if summary["sections"] or summary["roles"] or summary["held_out"]:  # a family's own, roles, held-out; plots
         from cluster.reports.html import write_report
 
         print_summary(run_dir)
         page = write_report(run_dir)  # writes the plots too
         plots = ", ".join(p.name for p in sorted((run_dir / "plots").glob("*.png")))
         print(f"evoforge: wrote {page} (the whole run on one page) and plots/ ({plots})")
-    rows = read_metrics(run_dir)
+    rows = read_rows(run_dir)
     return rows[-1] if rows else {}
 
 

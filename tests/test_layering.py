@@ -147,3 +147,20 @@ def test_the_circle_check_sees_a_loop_through_a_function_level_import(tmp_path, 
     (tmp_path / "cluster" / "b.py").write_text("x = 1\n\ndef f():\n    from cluster import a\n")
     (tmp_path / "cluster" / "c.py").write_text("from cluster.a import x\n")
     assert circles(import_graph(tmp_path)) == [["cluster.a", "cluster.b"]]
+
+
+def private_imports(root: Path = None) -> list[str]:
+    """`from project.module import _name`: a module's private name used by another module."""
+    root = root or ROOT
+    found = []
+    for pkg in PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] in PACKAGES):
+                    found += [f"{path.relative_to(root)}:{node.lineno} imports {node.module}.{a.name}"
+                              for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    return found
+
+
+def test_no_private_name_is_imported_across_modules():
+    assert private_imports() == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 
-def _group_index(rewards: torch.Tensor, group_ids) -> tuple[torch.Tensor, int]:
+def group_index(rewards: torch.Tensor, group_ids) -> tuple[torch.Tensor, int]:
     """Map arbitrary group ids (or a fixed group size) to dense indices 0..G-1."""
     n = rewards.shape[0]
     if isinstance(group_ids, int):
@@ -21,7 +21,7 @@ def _group_index(rewards: torch.Tensor, group_ids) -> tuple[torch.Tensor, int]:
 def _group_stats(rewards: torch.Tensor, group_ids):
     """Per-element group mean, unbiased std, size and whether the group's rewards are all equal."""
     r = rewards.detach().to(torch.float64)  # float64 so that equal rewards centre to exactly 0
-    index, g = _group_index(r, group_ids)
+    index, g = group_index(r, group_ids)
     count = torch.zeros(g, dtype=r.dtype, device=r.device).index_add_(0, index, torch.ones_like(r))
     mean = torch.zeros_like(count).index_add_(0, index, r) / count
     sq = torch.zeros_like(count).index_add_(0, index, (r - mean[index]) ** 2)

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-from trainers.advantages import _group_index
+from trainers.advantages import group_index
 
 Number = float | int
 Param = Number | torch.Tensor
@@ -314,7 +314,7 @@ def mixed_group_metrics(rewards: torch.Tensor, group_ids: torch.Tensor, is_cuts:
     cuts = torch.as_tensor(is_cuts, dtype=torch.bool).cpu().reshape(-1)
     if not r.shape == gids.shape == cuts.shape:
         raise ValueError("rewards, group_ids and is_cuts must have the same length")
-    index, g = _group_index(r, gids)
+    index, g = group_index(r, gids)
     out: dict[str, float] = {}
     parts = {"standard": ~cuts, "cuts": cuts, "group": torch.ones_like(cuts)}
     for name, sel in parts.items():

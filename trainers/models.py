@@ -21,7 +21,7 @@ class ModelError(RuntimeError):
     pass
 
 
-def _cache_root(cache_dir: str) -> Path:
+def cache_root(cache_dir: str) -> Path:
     """The cache folder, created; a config built without Hydra still holds the ``${oc.env:...}`` default, which
     is resolved here rather than taken as a folder name."""
     if "${" in cache_dir:
@@ -139,7 +139,7 @@ def convert_smollm2(folder: Path) -> Path:
 
 def prepare_model(cfg) -> str:
     """Return a local folder (or hub id) that `from_pretrained` loads, building it once if needed."""
-    root = _cache_root(cfg.cache_dir)
+    root = cache_root(cfg.cache_dir)
     if cfg.name == "tiny":
         tag = f"tiny-{cfg.tiny_arch}-h{cfg.tiny_hidden}-l{cfg.tiny_layers}-a{cfg.tiny_heads}-kv{cfg.tiny_kv_heads}-i{cfg.tiny_intermediate}-s{cfg.tiny_seed}"
         positions = getattr(cfg, "tiny_max_positions", 512)

@@ -2,7 +2,8 @@
 
     grpo  clipped policy gradient on sampled responses (trainers/grpo.py); 1 row per unit; normaliser
           counts tokens (token_mean) or sequences (seq_mean, seq_sum); uses the behaviour logprobs; needs
-          the frozen reference model only when kl_coef > 0; scores at the sampling temperature.
+          the frozen reference model only when kl_coef > 0; scores at the sampling temperature; a row whose
+          advantages are all 0 carries no signal when kl_coef is 0.
     dpo   direct preference optimisation (trainers/preference.py) on (chosen, rejected) rows, adjacent in
           the batch; 2 rows per unit; normaliser counts pairs; always needs the reference model; no
           behaviour logprobs; scores at temperature 1 (the model's own distribution, as TRL does).
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from trainers.batch import Batch, Trajectory, collate, collate_pairs
-from trainers.grpo import COUNTS, count_for, micro_batch_loss, sequence_logprobs
+from trainers.grpo import micro_batch_loss, sequence_logprobs
 from trainers.losses import PolicyLossConfig
 from trainers.preference import (
     PreferenceConfig,
@@ -31,6 +32,7 @@ from trainers.preference import (
     dpo_losses,
     preference_metrics,
 )
+from trainers.update_plan import COUNTS, count_for
 
 MAX_METRICS = ("ratio_max", "logprob_gap/max_abs")
 AGGREGATIONS = ("token_mean", "seq_mean", "seq_sum")
@@ -62,6 +64,11 @@ class Objective:
     uses_behaviour_logprobs = False
     uses_temperature = False  # False: scored at temperature 1 whatever the caller passes
     normalised_metrics: tuple[str, ...] = ("loss",)
+    # the learner metrics an update's row always carries, with their value when the update was skipped
+    reported_metrics: dict[str, float] = {"loss": 0.0, "grad_norm": 0.0}
+    # True: a row whose advantages are all 0 has a loss and gradient of exactly 0 without a KL term (kl_coef 0),
+    # so a step of only such rows carries no signal and such rows can be left out of the forward/backward
+    zero_advantage_is_no_signal = False
 
     def count(self, settings: LossSettings) -> str:
         """What the normaliser counts: tokens, sequences or pairs."""
@@ -90,6 +97,10 @@ class GRPO(Objective):
     uses_behaviour_logprobs = True
     uses_temperature = True
     normalised_metrics = ("loss", "pg_loss")
+    reported_metrics = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "ratio_max": 1.0,
+                        "logprob_gap/mean_abs": 0.0, "logprob_gap/max_abs": 0.0, "update/dropped_samples": 0.0,
+                        "update/flat_groups": 0.0}
+    zero_advantage_is_no_signal = True
 
     def count(self, settings):
         aggregation = settings.policy.aggregation

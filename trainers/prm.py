@@ -11,13 +11,12 @@ folder loads as a judge of kind `process`. `agreement` measures it against held-
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from trainers.reward_model import reward_text
+from trainers.scalar_head import head_logits, load_classifier, reward_text, train_head
 
 TRAINABLE = ("head", "all")
 
@@ -70,8 +69,6 @@ class ProcessRewardTrainer:
 
     def __init__(self, model_path: str, chat_template: bool, lr: float = 1e-4, seed: int = 0, threads: int = 0,
                  max_length: int = 1024, trainable: str = "head"):
-        from trainers.reward_model import load_classifier
-
         if trainable not in TRAINABLE:
             raise ValueError(f"trainable={trainable!r}: use one of {', '.join(TRAINABLE)}")
         self.seed, self.chat_template, self.max_length = seed, chat_template, max_length
@@ -105,11 +102,8 @@ class ProcessRewardTrainer:
         return [reward_text(self.tokenizer, p, r, self.chat_template) for p, r in zip(prompts, prefixes)]
 
     def logits(self, prompts: list[str], prefixes: list[str]) -> torch.Tensor:
-        enc = self.tokenizer(self.texts(prompts, prefixes), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt", add_special_tokens=not self.chat_template)
-        device = self.model.device
-        return self.model(input_ids=enc.input_ids.to(device),
-                          attention_mask=enc.attention_mask.to(device)).logits[:, 0].float()
+        return head_logits(self.model, self.tokenizer, self.texts(prompts, prefixes), self.max_length,
+                           self.chat_template)
 
     @torch.no_grad()
     def scores(self, prompts: list[str], prefixes: list[str], batch_size: int = 16) -> torch.Tensor:
@@ -124,30 +118,23 @@ class ProcessRewardTrainer:
         if not examples:
             raise ValueError("no examples to train the PRM on")
         _check_values(examples)
-        rng, losses = random.Random(self.seed), []
         head = getattr(self.model, "score", None)
         if self.trainable == "head" and isinstance(head, torch.nn.Linear):
             # the frozen backbone's features once, then epochs over the head alone (the same logits, far less work)
             features = self._features([p for p, _, _ in examples], [r for _, r, _ in examples])
         else:
             features = None
-        self.model.train()
-        for _ in range(epochs):
-            order = rng.sample(range(len(examples)), len(examples))
-            for i in range(0, len(order), batch_size):
-                batch = [examples[j] for j in order[i:i + batch_size]]
-                if features is not None:
-                    logits = head(features[order[i:i + batch_size]]).float()[:, 0]
-                else:
-                    logits = self.logits([p for p, _, _ in batch], [r for _, r, _ in batch])
-                target = torch.tensor([float(v) for _, _, v in batch], device=logits.device)
-                loss = F.binary_cross_entropy_with_logits(logits, target)
-                self.optimizer.zero_grad()
-                loss.backward()
-                self.optimizer.step()
-                losses.append(loss.item())
-        self.model.eval()
-        return losses
+
+        def batch_loss(indices: list[int]) -> torch.Tensor:
+            batch = [examples[j] for j in indices]
+            if features is not None:
+                logits = head(features[indices]).float()[:, 0]
+            else:
+                logits = self.logits([p for p, _, _ in batch], [r for _, r, _ in batch])
+            target = torch.tensor([float(v) for _, _, v in batch], device=logits.device)
+            return F.binary_cross_entropy_with_logits(logits, target)
+
+        return train_head(self.model, self.optimizer, len(examples), batch_loss, epochs, batch_size, self.seed)
 
     @torch.no_grad()
     def _features(self, prompts: list[str], prefixes: list[str], batch_size: int = 16) -> torch.Tensor:

@@ -2,45 +2,21 @@
 
     loss = -log sigmoid(r(prompt, chosen) - r(prompt, rejected))      averaged over the pairs of a batch
 
-The model is the policy's backbone with a one-logit sequence-classification head (read at the last real
-token), saved as an HF folder that the judge pool loads as a `scalar` judge. `reward_text` is the one text
-form of (prompt, response) that training and judging share.
+The model is the policy's backbone with a one-logit sequence-classification head (trainers/scalar_head.py),
+saved as an HF folder that the judge pool loads as a `scalar` judge.
 """
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from trainers.scalar_head import head_logits, load_classifier, reward_text, train_head
+
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
     return -F.logsigmoid(chosen - rejected).mean()
-
-
-def reward_text(tokenizer, prompt: str, response: str, chat_template: bool) -> str:
-    if chat_template:
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt},
-                                              {"role": "assistant", "content": response}], tokenize=False)
-    return prompt + response
-
-
-def load_classifier(model_path: str, seed: int, threads: int = 0):
-    """(tokenizer, one-logit sequence classifier in float32) from a causal-LM folder (a fresh, seeded head) or a
-    reward model's folder; padding right, and an over-long text keeps its end, where the response is."""
-    from transformers import AutoModelForSequenceClassification
-
-    from trainers.models import load_tokenizer
-
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    tokenizer = load_tokenizer(model_path)
-    tokenizer.padding_side, tokenizer.truncation_side = "right", "left"
-    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1, dtype=torch.float32)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return tokenizer, model
 
 
 class RewardModelTrainer:
@@ -54,28 +30,18 @@ class RewardModelTrainer:
 
     def scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         texts = [reward_text(self.tokenizer, p, r, self.chat_template) for p, r in zip(prompts, responses)]
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
-                             add_special_tokens=not self.chat_template)
-        return self.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).logits[:, 0].float()
+        return head_logits(self.model, self.tokenizer, texts, self.max_length, self.chat_template)
 
     def train(self, pairs: list[tuple[str, str, str]], epochs: int, batch_size: int = 8) -> list[float]:
         """Epochs over the pairs in a seeded shuffle; returns each batch's loss."""
-        rng, losses = random.Random(self.seed), []
-        self.model.train()
-        for _ in range(epochs):
-            order = rng.sample(range(len(pairs)), len(pairs))
-            for i in range(0, len(order), batch_size):
-                batch = [pairs[j] for j in order[i:i + batch_size]]
-                prompts = [p for p, _, _ in batch]
-                chosen = self.scores(prompts, [c for _, c, _ in batch])
-                rejected = self.scores(prompts, [r for _, _, r in batch])
-                loss = bradley_terry_loss(chosen, rejected)
-                self.optimizer.zero_grad()
-                loss.backward()
-                self.optimizer.step()
-                losses.append(loss.item())
-        self.model.eval()
-        return losses
+        def batch_loss(indices: list[int]) -> torch.Tensor:
+            batch = [pairs[j] for j in indices]
+            prompts = [p for p, _, _ in batch]
+            chosen = self.scores(prompts, [c for _, c, _ in batch])
+            rejected = self.scores(prompts, [r for _, _, r in batch])
+            return bradley_terry_loss(chosen, rejected)
+
+        return train_head(self.model, self.optimizer, len(pairs), batch_loss, epochs, batch_size, self.seed)
 
     @torch.no_grad()
     def accuracy(self, pairs: list[tuple[str, str, str]]) -> list[float]:

@@ -183,7 +183,6 @@ class EnvConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
-
 @dataclass
 class HeldOutConfig:
     """Held-out accuracy of the solver role, measured before the first step and after the last one
@@ -263,15 +262,10 @@ class PolicyConfig:
     placement_strategy: Optional[str] = None  # None: cluster.placement_strategy
 
 
-
-
-
-
-
 @dataclass
 class TrainConfig:
     """The run's settings shared by every episode family; run_schema() adds each family's own (episodes.<name>,
-    or a top-level group such as `selfplay`)."""
+    or a top-level group of the family's own)."""
     model: ModelConfig = MISSING
     rollout: RolloutConfig = MISSING
     learner: LearnerConfig = MISSING

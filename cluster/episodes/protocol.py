@@ -8,13 +8,16 @@
 
 `roles` names the roles an episode trains or asks; config maps each role to a policy (`roles.<role>`), so two
 roles may share one policy (today's self-play) or use two. `start`/`finish` run before the first and after
-the last step (held-out measurements); `save` writes what the episode must carry over a resume.
+the last step (held-out measurements); `save` writes what the episode must carry over a resume, `load` reads it
+back; `record` appends the step's records (what a person or `evoforge replay` reads) to run_dir/episodes/.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cluster.episodes.common import append_records, trim_records
 from trainers.batch import Trajectory
 
 
@@ -51,10 +54,31 @@ class Episode:
         """Start the rollouts of `step` now (the overlapped pipeline); run(step) collects them."""
 
     def start(self, step: int) -> None:
-        """Before the first step of this process (step > 0 on resume)."""
+        """Before the first step of this process (step > 0 on resume): the records of `step` and later, written
+        by the run that is resumed, are dropped (the steps run again). An override calls this too."""
+        trim_records(self.records, step)
 
     def finish(self) -> None:
         """After the last step."""
 
+    # -- the per-step records: run_dir/episodes/<kind>.jsonl, one JSON line each ----------------------------
+    @property
+    def records(self) -> Path:
+        return self.ctx.run_dir / "episodes" / f"{self.kind}.jsonl"
+
+    def record(self, step: int, rows: list[dict]) -> None:
+        append_records(self.records, [{"step": step, **r} for r in rows])
+
+    # -- checkpoints: what a resume needs, under <checkpoint>/episodes/<kind>/ ---------------------------------
+    def state_dir(self, folder: Path) -> Path:
+        return folder / "episodes" / self.kind
+
     def save(self, folder: Path) -> None:
-        """Episode state a resume needs, under folder/episodes/<kind>/."""
+        """Write the episode's state into state_dir(folder). Here: a copy of the step records so far, which
+        `evoforge replay` reads from a checkpoint too; an override calls this as well."""
+        if self.records.is_file():
+            self.state_dir(folder).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.records, self.state_dir(folder) / self.records.name)
+
+    def load(self, folder: Path) -> None:
+        """Read what save() wrote (a resumed run, before its first step)."""

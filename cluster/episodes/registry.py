@@ -60,3 +60,9 @@ def default_pattern(cfg) -> list[str]:
         if family.default_schedule is not None and (pattern := family.default_schedule(cfg)):
             return pattern
     return ["task"]
+
+
+def report_sections() -> dict:
+    """family name -> its report section (a module: summarize, format_summary, write_plots, html, key_figures,
+    step_parts; optionally OWN_PLOTS, PAIRS_KEY), in the registry's order; families without one are left out."""
+    return {name: family.report() for name, family in FAMILIES.items() if family.report is not None}

@@ -15,12 +15,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from cluster.evaluate import FEWSHOT_SEED, eval_seeds, resolve_tasks, score_row
+from cluster.config.seeds import fewshot_instances
+from cluster.evaluation.scoring import eval_seeds, resolve_tasks, score_row
 
 
 def fewshot_examples(fleet, env_id: str, difficulty: int, k: int) -> list[tuple[str, str]]:
     """k (prompt, reference answer) pairs of `env_id` from the fleet, at the few-shot seeds (env.fewshot)."""
-    instances = fleet.sample([FEWSHOT_SEED + i for i in range(k)], difficulty, env_id=env_id)
+    instances = fleet.sample(fewshot_instances(k), difficulty, env_id=env_id)
     return [(i["prompt"], i["reference"]) for i in instances]
 
 TASK_PREFIX = "heldout_"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cluster.config.schema import DEFAULT_POLICY, resolve_judges, resolve_policies
+from cluster.config.seeds import step_instances
 from cluster.evaluation.heldout import fewshot_examples
 from cluster.runtime.policy import Policy, ScriptedPolicy
 from cluster.runtime.tasks import EnvTasks
@@ -77,8 +78,7 @@ class Context:
 
     def data_seeds(self, step: int) -> list[int]:
         """Instance seeds are a function of (seed, step): resuming needs no sampler state."""
-        base = self.cfg.seed * 1_000_003 + step * 10_007
-        return [base + i for i in range(self.cfg.algorithm.prompts_per_step)]
+        return step_instances(self.cfg.seed, step, self.cfg.algorithm.prompts_per_step)
 
     def set_advantages(self, role: str, trajectories: list) -> None:
         """Group-relative advantages over the role's responses to each prompt; with algorithm.ema_baseline a

@@ -16,6 +16,7 @@ import ray
 
 from actors.env_executor import EnvExecutor
 from cluster.runtime.placement import bundle, on_bundle, reserve
+from cluster.runtime.replace import DEAD, Replacements
 from envs.registry import resolve_environment
 from envs.sandbox.limits import Limits
 from envs.errors import SandboxUnavailable
@@ -35,7 +36,7 @@ class EnvFleet:
         except SandboxUnavailable:
             ray.util.remove_placement_group(self.pg)  # nothing is left reserved by a fleet that cannot start
             raise
-        self.replaced = 0
+        self.replacements = Replacements(self._start)
         self.verdicts: Counter = Counter()
 
     def _start(self, i: int):
@@ -48,22 +49,11 @@ class EnvFleet:
         return actor
 
     def _replace(self, i: int) -> None:
-        try:
-            ray.kill(self.executors[i])
-        except Exception:  # already gone
-            pass
-        self.executors[i] = self._start(i)
-        self.replaced += 1
+        self.replacements.replace(self.executors, i)
 
     def _call(self, i: int, method: str, *args):
         """Call an executor, replacing it and retrying when the actor dies."""
-        for attempt in range(RETRIES + 1):
-            try:
-                return ray.get(getattr(self.executors[i], method).remote(*args))
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
-                if attempt == RETRIES:
-                    raise
-                self._replace(i)
+        return self.replacements.call(self.executors, i, method, *args, retries=RETRIES)
 
     # -- several environments (self-play's library) ------------------------------
     def load(self, env_id: str, source: str) -> None:
@@ -83,7 +73,7 @@ class EnvFleet:
         for ref in refs:
             try:
                 ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+            except DEAD:
                 pass  # dead: holds nothing any more
 
     def loaded_counts(self) -> list[int | None]:
@@ -100,7 +90,7 @@ class EnvFleet:
         for ref in refs:
             try:
                 out.append(ray.get(ref))
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+            except DEAD:
                 out.append(None)
         return out
 
@@ -116,7 +106,7 @@ class EnvFleet:
         for j, ref in enumerate(refs):
             try:
                 out.append(ray.get(ref))
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+            except DEAD as e:
                 self._replace(j % k)
                 out.append([{"gate": "L1", "passed": False, "reason": f"the executor checking it died: {e}",
                              "details": {}}])
@@ -149,7 +139,7 @@ class EnvFleet:
             i, env, idx, chunk = pending.pop(done[0])
             try:
                 out = ray.get(done[0])
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+            except DEAD as e:
                 out = self._retry(i, env, chunk, e)
             for n, r in zip(idx, out):
                 results[n] = r
@@ -158,7 +148,7 @@ class EnvFleet:
         seconds = time.perf_counter() - start
         metrics = {f"env/verdict_{v}": n for v, n in verdicts.items()}
         metrics.update({"env/executions_per_s": len(items) / max(seconds, 1e-9), "env/queue_depth": queue_depth,
-                        "env/executors_replaced": self.replaced})
+                        "env/executors_replaced": self.replacements.count})
         return [r["score"] for r in results], metrics
 
     def _retry(self, i: int, env: str, chunk: list[dict], error: Exception) -> list[dict]:

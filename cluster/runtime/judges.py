@@ -34,10 +34,10 @@ import ray
 
 from actors.judge import ACTORS, KINDS, PARSE_MODES, fill_template, parse_verdict, reward_model_problem, template_fields
 from cluster.runtime.placement import bundle, on_bundle, release, reserve
-from trainers.models import ModelError, _cache_root, build_tiny_reward_model, prepare_model
+from cluster.runtime.replace import DEAD, Replacements, kill
+from trainers.models import ModelError, cache_root, build_tiny_reward_model, prepare_model
 
 START_TIMEOUT_S = 900.0  # a worker (re)start: model load, vLLM engine start; apart from jc.timeout_s
-DEAD = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
 
 
 class JudgeFailed(RuntimeError):
@@ -124,7 +124,7 @@ def prepare_judge_model(jc, model_cfg) -> str:
     the cache; anything else as model.name (a reward-model folder, or a hub id)."""
     if jc.kind in ("scalar", "process") and jc.model == "tiny":
         m = model_cfg
-        folder = _cache_root(m.cache_dir) / (f"tiny-rm-{m.tiny_arch}-h{m.tiny_hidden}-l{m.tiny_layers}-a{m.tiny_heads}"
+        folder = cache_root(m.cache_dir) / (f"tiny-rm-{m.tiny_arch}-h{m.tiny_hidden}-l{m.tiny_layers}-a{m.tiny_heads}"
                                              f"-kv{m.tiny_kv_heads}-i{m.tiny_intermediate}-s{m.tiny_seed}")
         if not (folder / "config.json").exists():
             build_tiny_reward_model(folder, m.tiny_arch, m.tiny_hidden, m.tiny_layers, m.tiny_heads,
@@ -161,8 +161,9 @@ class JudgePool:
         jc = with_rubric_defaults(jc)
         self.name, self.jc, self.kind = name, jc, jc.kind
         self.start_timeout_s = start_timeout_s
-        self.counts = dict.fromkeys(("calls", "requests", "failures", "timeouts", "restarts", "unparseable"), 0)
+        self.counts = dict.fromkeys(("calls", "requests", "failures", "timeouts", "unparseable"), 0)
         self.pg, self.workers = None, []
+        self.replacements = Replacements(self._start)
         try:
             self.path = prepare_judge_model(jc, model_cfg)
         except Exception as e:
@@ -208,11 +209,7 @@ class JudgePool:
         return errors
 
     def _kill(self, i: int) -> None:
-        if self.workers[i] is not None:
-            try:
-                ray.kill(self.workers[i])
-            except Exception:  # already gone
-                pass
+        kill(self.workers[i])
         self.workers[i] = None  # replaced when next used
 
     def _replace(self, slots: list[int]) -> dict[int, Exception]:
@@ -220,9 +217,8 @@ class JudgePool:
         together; the error of each slot that could not be filled (its new actor is killed again)."""
         new, errors = [i for i in slots if self.workers[i] is None], {}
         for i in new:
-            self.counts["restarts"] += 1
             try:
-                self.workers[i] = self._start(i)
+                self.replacements.replace(self.workers, i)
             except Exception as e:
                 errors[i] = e
         errors |= self._wait_ready([i for i in new if i not in errors])
@@ -313,7 +309,8 @@ class JudgePool:
         return results
 
     def metrics(self) -> dict[str, float]:
-        return {f"judge/{self.name}/{k}": v for k, v in self.counts.items()}
+        counts = {**self.counts, "restarts": self.replacements.count}
+        return {f"judge/{self.name}/{k}": v for k, v in counts.items()}
 
     def close(self) -> None:
         for i in range(len(self.workers)):

@@ -10,10 +10,10 @@ import ray
 from actors.learner_worker import LearnerWorker
 from cluster.runtime.placement import bundle, compute_share, on_bundle, reserve
 from trainers.batch import Trajectory, collate
-from trainers.grpo import count_for, plan_updates
 from trainers.losses import PolicyLossConfig
-from trainers.objectives import LossSettings, get_objective, merge_rank_metrics
+from trainers.objectives import LossSettings, Objective, get_objective, merge_rank_metrics
 from trainers.preference import PreferenceConfig
+from trainers.update_plan import count_for, plan_updates
 
 
 class LearnerGroup:
@@ -101,20 +101,22 @@ class LearnerGroup:
             settings = replace(settings, policy=replace(settings.policy, tis_cap=is_cap))
         obj.check(settings)
         count = obj.count(self.settings)
-        trajectories, extra, dropped = self._drop_zero_advantage(trajectories, objective, count, pad_id)
+        trajectories, extra, dropped = self._drop_zero_advantage(trajectories, obj, count, pad_id)
         batch = obj.collate(trajectories, pad_id)
         plans = plan_updates(batch, self.world_size, self.algo.updates_per_step, self.micro, count, extra)
         results = ray.get([w.train.remote(p, objective, settings, temperature, recompute_old)
                            for w, p in zip(self.ranks, plans)])
         return {**merge_rank_metrics(results), **dropped}
 
-    def _drop_zero_advantage(self, trajectories: list[Trajectory], objective: str, count: str, pad_id: int):
-        """DAPO's dynamic sampling without changing the gradient: a grpo row whose advantage is 0 everywhere
-        (every row of a group whose samples scored alike) has a loss and gradient of exactly 0 when there is
-        no KL term, so it is left out of the forward/backward while the normaliser still counts it.
+    def _drop_zero_advantage(self, trajectories: list[Trajectory], obj: Objective, count: str, pad_id: int):
+        """DAPO's dynamic sampling without changing the gradient: under an objective whose zero-advantage rows
+        carry no signal (grpo), a row whose advantage is 0 everywhere (every row of a group whose samples scored
+        alike) has a loss and gradient of exactly 0 when there is no KL term, so it is left out of the
+        forward/backward while the normaliser still counts it.
         Returns (kept rows, their count in normaliser units, metrics)."""
         algo = self.algo
-        if objective != "grpo" or not algo.drop_flat_groups or algo.kl_coef != 0 or algo.updates_per_step != 1:
+        if (not obj.zero_advantage_is_no_signal or not algo.drop_flat_groups or algo.kl_coef != 0
+                or algo.updates_per_step != 1):
             return trajectories, 0.0, {}
         kept = [t for t in trajectories if t.has_signal()]
         dropped = [t for t in trajectories if not t.has_signal()]

@@ -17,11 +17,7 @@ from actors.rollout.hf_backend import Sample
 from cluster.runtime.learner_group import LearnerGroup
 from cluster.runtime.rollout_pool import RolloutPool
 from trainers.models import encode_prompt, load_tokenizer, prepare_model
-
-# the learner's metrics a GRPO row always carries (0 when the update was skipped), as before policies existed
-GRPO_KEYS = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "ratio_max": 1.0,
-             "logprob_gap/mean_abs": 0.0, "logprob_gap/max_abs": 0.0, "update/dropped_samples": 0.0,
-             "update/flat_groups": 0.0}
+from trainers.objectives import get_objective
 
 
 class Policy:
@@ -75,18 +71,18 @@ class Policy:
                recompute_old: bool = False) -> dict:
         """One learner step on the trajectories with the named objective, then the new weights to the pool."""
         t0 = time.perf_counter()
-        algo = self.cfg.algorithm
+        algo, obj = self.cfg.algorithm, get_objective(objective)
         # samples drawn while an earlier update ran (rollout.max_staleness > 0) come from an older version
         stale = max([self.version - t.policy_version for t in trajectories if t.policy_version <= self.version],
                     default=0)
-        zero_signal = objective == "grpo" and not any(t.has_signal() for t in trajectories)
+        zero_signal = obj.zero_advantage_is_no_signal and not any(t.has_signal() for t in trajectories)
         if not trajectories or (zero_signal and algo.skip_zero_signal and algo.kl_coef == 0):
             # nothing to learn from (e.g. every prompt's samples scored alike, no KL term): the gradient is
             # exactly zero, so the optimizer does not step and the weights stay where they are
             learner, sync, t1, skipped = {}, {"bytes": 0}, t0, 1.0
         else:
             is_cap = None
-            if objective == "grpo" and stale:  # decoupled PPO: clip against the learner's own pi_old (the
+            if obj.uses_behaviour_logprobs and stale:  # decoupled PPO: clip against the learner's own pi_old (the
                 # proximal policy, recomputed) and weigh each token by pi_old / pi_behaviour, capped
                 recompute_old, is_cap = True, algo.tis_cap if algo.tis_cap is not None else algo.stale_is_cap
             self.rollout.sleep()  # colocated engines free the GPU for the learner
@@ -97,8 +93,7 @@ class Policy:
             self.version += 1
             sync, skipped = self.sync(), 0.0
         t2 = time.perf_counter()
-        keep = GRPO_KEYS if objective == "grpo" else {"loss": 0.0, "grad_norm": 0.0}
-        row = {k: learner.get(k, default) for k, default in keep.items()}
+        row = {k: learner.get(k, default) for k, default in obj.reported_metrics.items()}
         row.update({k: v for k, v in learner.items()
                     if k.startswith((f"{objective}/", "update/")) or k in ("tis_weight_mean", "lr")})
         row.update({"policy_version": self.version, "weight_sync/seconds": t2 - t1,

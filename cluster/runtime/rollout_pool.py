@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import ray
 
 from actors.rollout_worker import RolloutWorker
+from cluster.config.seeds import worker_sampling
 from cluster.runtime.placement import bundle, compute_share, on_bundle, reserve
-
-DEAD = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
+from cluster.runtime.replace import DEAD, Replacements
 
 
 class VersionMismatch(RuntimeError):
@@ -47,10 +47,11 @@ class RolloutPool:
         self.adapter_only = bool(self.lora and rc.backend == "vllm" and rc.lora_adapter_sync)
         self.transport = rc.weight_sync if rc.weight_sync != "auto" else \
             ("broadcast" if rc.gpus_per_worker > 0 and not rc.colocate else "object_store")
-        self.version, self.weights_ref, self.restarts = 0, None, 0
+        self.version, self.weights_ref = 0, None
         self.group_ready, self.learners = False, None
         self.share = compute_share(cfg, "rollout")
         self.pg = reserve(name, [bundle(rc.cpus_per_worker, rc.gpus_per_worker)] * rc.num_workers, strategy)
+        self.replacements = Replacements(self._start)
         self.workers = [self._start(i) for i in range(rc.num_workers)]
         self._loading = [w.ready.remote() for w in self.workers]
         if wait:
@@ -67,18 +68,20 @@ class RolloutPool:
             self.lora if self.adapter_only else 0, self.rc.colocate, self.rc.max_model_len, self.share,
             self.rc.cpu_kv_cache_gib)
 
+    @property
+    def restarts(self) -> int:
+        return self.replacements.count
+
     def _restart(self, i: int) -> None:
-        try:
-            ray.kill(self.workers[i])
-        except Exception:  # already gone
-            pass
-        self.workers[i] = self._start(i)
+        self.replacements.replace(self.workers, i, then=self._load_current)
+        self.group_ready = False  # a broadcast group is rebuilt with the new member
+
+    def _load_current(self, worker) -> None:
+        """A new worker gets the current policy, not the checkpoint it started from."""
         if self.transport == "broadcast" and self.version > 0:  # the last broadcast version, from the learners
             self.weights_ref = self.learners.weights_ref(self.version, self.adapter_only)
-        if self.weights_ref is not None:  # the current policy, not the checkpoint it started from
-            ray.get(self.workers[i].update_weights.remote(self.weights_ref))
-        self.restarts += 1
-        self.group_ready = False  # a broadcast group is rebuilt with the new member
+        if self.weights_ref is not None:
+            ray.get(worker.update_weights.remote(self.weights_ref))
 
     def generate(self, prompts: list[list[int]], sampling, seed: int) -> dict:
         """Split prompts over workers; every sample must come from the current version."""
@@ -89,7 +92,8 @@ class RolloutPool:
         with are the ones it holds now: a later sync waits until these samples are drawn."""
         k = len(self.workers)
         chunks = [prompts[i * len(prompts) // k:(i + 1) * len(prompts) // k] for i in range(k)]
-        calls = {i: self.workers[i].generate.remote(c, sampling, seed * 1000 + i) for i, c in enumerate(chunks) if c}
+        calls = {i: self.workers[i].generate.remote(c, sampling, worker_sampling(seed, i))
+                 for i, c in enumerate(chunks) if c}
         return Pending(calls, chunks, sampling, seed, self.version)
 
     def collect(self, pending: Pending) -> dict:
@@ -104,7 +108,7 @@ class RolloutPool:
                                           f"{pending.version}; the pool is at {self.version}") from None
                 self._restart(i)
                 outs.append(ray.get(self.workers[i].generate.remote(pending.chunks[i], pending.sampling,
-                                                                    pending.seed * 1000 + i)))
+                                                                    worker_sampling(pending.seed, i))))
         stale = [o["version"] for o in outs if o["version"] != pending.version]
         if stale:
             raise VersionMismatch(f"rollout workers answered with versions {stale}, expected {pending.version}")

@@ -1,7 +1,8 @@
-"""The co-evolution summary, plots and report section from a run directory's files."""
+"""The co-evolution families' report sections (each role's rewards, the critic) from a run directory's files."""
 import json
 
-from cluster.episodes.coevolution import report as coevolve_report
+from cluster.episodes.propose_critic import report as critic_report
+from cluster.reports import roles
 from cluster.reports.summary import format_summary, summarize, write_plots
 from cluster.reports.html import render
 
@@ -29,13 +30,16 @@ def _run(tmp_path, steps=5, heldout=True):
 
 
 def test_summary_means_the_edge_steps_per_role_and_reads_the_heldout_files(tmp_path):
-    s = coevolve_report.summarize(_run(tmp_path))
-    assert s["steps"] == 5 and set(s["roles"]) == {"proposer", "critic"}
-    proposer = s["roles"]["proposer"]  # (0 + .1 + .2) / 3, (.2 + .3 + .4) / 3
+    summary = summarize(_run(tmp_path))
+    r = summary["roles"]
+    assert r["steps"] == 5 and set(r["roles"]) == {"proposer", "critic"}
+    proposer = r["roles"]["proposer"]  # (0 + .1 + .2) / 3, (.2 + .3 + .4) / 3
     assert abs(proposer["first"] - 0.1) < 1e-9 and abs(proposer["last"] - 0.3) < 1e-9
-    assert abs(s["critic"]["accuracy"]["first"] - (0.3 + 0.5 + 0.6) / 3) < 1e-9  # step 1 had none
-    text = format_summary(summarize(tmp_path))
-    assert text.startswith("co-evolution: 5 steps")
+    s = summary["sections"]["propose_critic"]
+    assert s["steps"] == 5 and abs(s["critic"]["accuracy"]["first"] - (0.3 + 0.5 + 0.6) / 3) < 1e-9  # step 1: none
+    text = format_summary(summary)
+    assert text.startswith("steps: 5\n\nroles: 5 steps of several-role episodes")
+    assert "propose-then-critic: 5 steps" in text
     assert "critic on 8 held-out candidate sets" in text and "change  +0.250 [+0.050, +0.450]: larger than" in text
     assert "sampled picks (8 per set at T=1)" in text and "after   accuracy 0.450 [0.350, 0.550]" in text
     assert "change  +0.100 [-0.020, +0.220]: within its interval" in text
@@ -43,12 +47,15 @@ def test_summary_means_the_edge_steps_per_role_and_reads_the_heldout_files(tmp_p
     names = sorted(p.name for p in write_plots(tmp_path))
     assert names == ["critic.png", "roles.png"]
     page = render(tmp_path, [])
-    assert 'id="coevolution"' in page and "held-out candidate sets" in page and "solver reward" not in page
+    assert 'id="roles"' in page and 'id="propose-critic"' in page and "held-out candidate sets" in page
+    assert "solver reward" not in page
     assert "sampled picks (8 per set at T=1)" in page and "+0.100" in page
 
 
 def test_runs_without_coevolution_rows_have_no_section(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 0, "reward/mean": 0.5}) + "\n")
-    assert coevolve_report.summarize(tmp_path) is None
-    assert coevolve_report.write_plots(tmp_path, tmp_path / "plots") == []
-    assert 'id="coevolution"' not in render(tmp_path, [])
+    rows = [json.loads((tmp_path / "metrics.jsonl").read_text())]
+    assert critic_report.summarize(tmp_path) is None and roles.summarize(rows) is None
+    assert roles.write_plots(rows, tmp_path / "plots") == []
+    page = render(tmp_path, [])
+    assert 'id="propose-critic"' not in page and 'id="roles"' not in page

@@ -16,7 +16,7 @@ from cluster.config.schema import SamplingConfig
 from cluster.episodes.cso.config import CSOConfig
 from cluster.evaluate import compose_config as compose
 from cluster.config.errors import ConfigError
-from cluster.config.checks import validate
+from cluster.runconfig.checks import validate
 from trainers.cso import split_steps
 from trainers.models import build_char_tokenizer
 

@@ -129,10 +129,9 @@ def test_plots_have_a_dpo_panel_only_with_updates(run, tmp_path):
 
 def test_the_run_summary_of_a_cso_run_shows_the_section_and_the_held_out_table(run):
     summary = report.summarize(run)
-    assert summary["cso"]["funnel"]["pairs_kept"] == 3
+    assert summary["sections"]["cso"]["funnel"]["pairs_kept"] == 3
     text = report.format_summary(summary)
-    assert text.startswith("critical-step optimisation: 4 steps")  # not the generic "steps: / reward:" lines
-    assert "reward: " not in text
+    assert text.startswith("steps: 4\nsolver reward: ") and "\n\ncritical-step optimisation: 4 steps" in text
     assert "failed 11 -> critical 11 -> alternatives 15 -> flips 5 -> pairs 3" in text
     assert "stepwise_sum (16 instances)" in text and "greedy  0.250 -> 0.500   change +0.250" in text
     assert "cso_funnel.png" in [p.name for p in report.write_plots(run)]
@@ -163,6 +162,6 @@ def test_the_report_page_has_the_section_with_its_plot(run):
 
 def test_runs_without_cso_rows_have_no_section(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 0, "kind": "task", "reward/mean": 0.5}) + "\n")
-    assert cso_report.summarize(tmp_path) is None and report.summarize(tmp_path)["cso"] is None
+    assert cso_report.summarize(tmp_path) is None and "cso" not in report.summarize(tmp_path)["sections"]
     assert cso_report.write_plots(tmp_path, tmp_path / "plots") == []
     assert 'id="cso"' not in write_report(tmp_path).read_text()

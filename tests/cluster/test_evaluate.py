@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from actors.rollout.hf_backend import Sample
-from cluster.evaluate import (EvalConfig, EvalError, compose_config, eval_seeds, evaluate, evaluate_backend,
-                              format_table, model_source, parse_args, resolve_tasks, sandbox_limits)
+from cluster.evaluate import compose_config, format_table, parse_args
+from cluster.evaluation.scoring import EvalConfig, EvalError, eval_seeds, evaluate, evaluate_backend, model_source, resolve_tasks, sandbox_limits
 from tests.conftest import evoforge
 from trainers.models import load_causal_lm, load_tokenizer
 

@@ -12,7 +12,7 @@ from cluster.episodes.memory.agent_loop import STOP_REASONS
 from cluster.evaluate import compose_config as compose
 from cluster.episodes.schedule import Schedule
 from cluster.config.errors import ConfigError
-from cluster.config.checks import validate
+from cluster.runconfig.checks import validate
 from tests.conftest import evoforge
 
 

@@ -1,9 +1,10 @@
-"""The end-of-run summary of a self-play run, from a synthetic metrics.jsonl."""
+"""The end-of-run summary (the shared parts and self-play's section), from a synthetic metrics.jsonl."""
 import json
 
 import pytest
 
-from cluster.reports.summary import GATES, format_summary, main, print_summary, summarize, write_plots
+from cluster.episodes.selfplay.report import GATES
+from cluster.reports.summary import format_summary, main, print_summary, summarize, write_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -47,31 +48,34 @@ def test_summary_numbers(tmp_path):
     after = [{"task": "rg_leg_counting", "accuracy": 0.5, "exact": 0.375, "instances": 32},
              {"task": "repeat_digits", "accuracy": 0.75, "exact": 0.5, "instances": 32}]
     run = _write(tmp_path / "run", _selfplay_rows(), before, after)
-    s = summarize(run)
-    assert (s["steps"], s["solver_steps"], s["generator_steps"]) == (12, 6, 6)
+    summary = summarize(run)
+    s = summary["sections"]["selfplay"]
+    assert (summary["steps"], summary["solver_steps"], s["generator_steps"]) == (12, 6, 6)
+    assert summary["episodes"] == {"generator": 6, "solver": 6}
     assert s["funnel"] == {"proposals": 24, "gates": {"parse": 24, "L1": 18, "L2": 18, "L3": 12, "novelty": 12,
                                                       "L4": 6, "L5": 6}}
     assert list(s["funnel"]["gates"]) == list(GATES)
     assert (s["admitted"], s["retired"]) == (6, 1)
     assert s["library"] == {"start": 11, "end": 15}
     # solver steps 1,3,5 and 7,9,11 (generator rows' reward/mean is not the solver's)
-    assert s["solver_reward"]["before"] == pytest.approx((1 + 3 + 5) / 60)
-    assert s["solver_reward"]["after"] == pytest.approx((7 + 9 + 11) / 60)
+    assert summary["solver_reward"]["before"] == pytest.approx((1 + 3 + 5) / 60)
+    assert summary["solver_reward"]["after"] == pytest.approx((7 + 9 + 11) / 60)
     assert s["generator_reward"] == {"mean": pytest.approx(0.5), "last": pytest.approx(1.0)}
     keep = ("task", "instances", "before", "after", "exact_before", "exact_after", "delta")
-    assert [{k: r.get(k) for k in keep} for r in s["held_out"]] == [
+    assert [{k: r.get(k) for k in keep} for r in summary["held_out"]] == [
         {"task": "rg_leg_counting", "instances": 32, "before": 0.25, "after": 0.5,
          "exact_before": 0.25, "exact_after": 0.375, "delta": 0.25},
         {"task": "repeat_digits", "instances": 32, "before": None, "after": 0.75,
          "exact_before": None, "exact_after": 0.5, "delta": None}]
-    text = format_summary(s)
+    text = format_summary(summary)
+    assert text.startswith("steps: 12 (6 generator, 6 solver)\nsolver reward: 0.150 -> 0.450")
     assert "L4              6   25.0%" in text and "library: 11 -> 15 environments (6 admitted, 1 retired)" in text
     assert "rg_leg_counting" in text and "0.250" in text and "0.500" in text
 
 
 def test_held_out_change_against_its_interval(tmp_path):
-    """Rows as cluster.evaluate.score_row writes them: the change is paired over the same instances."""
-    from cluster.evaluate import score_row
+    """Rows as cluster.evaluation.scoring.score_row writes them: the change is paired over the same instances."""
+    from cluster.evaluation.scoring import score_row
 
     def row(scores, sampled):
         return score_row("rg_chain_sum", scores, [], [5] * len(scores), 1, 1234, sampled, 2)
@@ -109,7 +113,7 @@ def test_zero_proposals_funnel_shows_zeros(tmp_path, capsys):
     rows = [{"step": i, "episode": "generator", "selfplay/proposals": 0, "selfplay/library_size": 10}
             for i in range(3)]
     run = _write(tmp_path / "run", rows)
-    s = print_summary(run)
+    s = print_summary(run)["sections"]["selfplay"]
     assert s["funnel"] == {"proposals": 0, "gates": {g: 0 for g in GATES}} and s["admitted"] == 0
     out = capsys.readouterr().out
     for gate in GATES:
@@ -129,10 +133,9 @@ def test_missing_keys_are_skipped(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # NaN written as NaN
     s = summarize(run)
     assert s["solver_reward"] == {"before": pytest.approx(0.2), "after": pytest.approx(0.2)}
-    assert s["funnel"]["proposals"] == 0 and s["library"] == {"start": None, "end": None}
-    assert s["generator_reward"] == {"mean": None, "last": None} and s["held_out"] == []
+    assert s["sections"] == {} and s["roles"] is None and s["held_out"] == []
     text = format_summary(s)  # no self-play in the run: no funnel, no library
-    assert text.splitlines()[:2] == ["steps: 5", "reward: 0.200 -> 0.200 (mean of the first / last 3 steps)"]
+    assert text.splitlines() == ["steps: 5", "solver reward: 0.200 -> 0.200 (mean of the first / last 3 solver steps)"]
     assert "funnel" not in text and "library" not in text
     assert [p.name for p in write_plots(run)] == ["rewards.png"]
     empty = summarize(tmp_path / "nothing")  # no metrics.jsonl at all

@@ -12,8 +12,9 @@ import yaml
 from matplotlib.image import imread
 
 from cluster.reports import html as report_html
-from cluster.evaluate import score_row
-from cluster.reports.summary import count_rejections, new_rejections, summarize, write_rejections
+from cluster.evaluation.scoring import score_row
+from cluster.episodes.selfplay.rejections import count_rejections, new_rejections, write_rejections
+from cluster.reports.summary import summarize
 from cluster.reports.html import write_report
 from cluster.evaluation.stats import paired_delta
 from envs.gates import PROPOSAL_GATES
@@ -25,7 +26,7 @@ BROWSER = shutil.which("chromium-headless-shell") or "/usr/bin/chromium-headless
 WIDTH, HEIGHT = 1200, 3000
 EVIL = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>"
 
-# the held-out eval files: rows as `evoforge eval` writes them (cluster.evaluate.score_row), on the same 64
+# the held-out eval files: rows as `evoforge eval` writes them (cluster.evaluation.scoring.score_row), on the same 64
 # instances before and after. Greedy: 8/64 right before, 24/64 after (a superset: no instance lost), so the
 # accuracy goes 0.125 -> 0.375, a paired change of +0.250 whose interval excludes 0. pass@2 from 4 samples per
 # instance: before, 16 instances with 1/4 passing (pass@2 = 1 - C(3,2)/C(4,2) = 0.5): 16 * 0.5 / 64 = 0.125;

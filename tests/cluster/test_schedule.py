@@ -4,12 +4,13 @@ import json
 import pytest
 
 from cluster.config.schema import DEFAULT_POLICY, resolve_policies
-from cluster.evaluate import EvalError, checkpoint_model_dir, parse_args
+from cluster.evaluate import parse_args
+from cluster.evaluation.scoring import EvalError, checkpoint_model_dir
 from cluster.evaluate import compose_config as compose
 from cluster.episodes.registry import default_pattern
 from cluster.episodes.schedule import Schedule
 from cluster.config.errors import ConfigError
-from cluster.config.checks import validate
+from cluster.runconfig.checks import validate
 
 
 def test_schedule_is_a_pure_function_of_the_step():

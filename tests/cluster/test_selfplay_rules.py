@@ -40,7 +40,7 @@ def test_generator_reward(p, kind, partial, passed, expected):
 def test_default_job_config_is_valid():
     """`make run`'s job (conf/experiment/selfplay_cpu.yaml) composes and passes every cross-key check."""
     from cluster.evaluate import compose_config
-    from cluster.config.checks import validate
+    from cluster.runconfig.checks import validate
 
     cfg = compose_config(["+experiment=selfplay_cpu"])
     validate(cfg)

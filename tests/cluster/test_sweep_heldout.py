@@ -61,7 +61,7 @@ def sweep(tmp_path):
     sweep = tmp_path / "sweep"
     _point(sweep, 0, ["+method=cso", "steps=2"],
            [{"step": 0, "reward/mean": 0.2, "loss": 0.5, "rollouts/total": 16, "rollout/tokens": 1000,
-             "cso/pairs_kept": 3, "dpo/pairs": 99},
+             "cso/pairs_kept": 3},
             {"step": 1, "reward/mean": 0.4, "loss": 0.3, "rollouts/total": 16, "rollout/tokens": 1200,
              "cso/pairs_kept": 5}],
            before=[_eval_row("arith", 0.25, [0.07, 0.59], CSO_ARITH[0]),
@@ -105,7 +105,7 @@ def test_heldout_rows_compare_each_point_and_task(sweep):
     assert dpo["delta"] == pytest.approx(0.1)  # unpaired: after - before
     assert dpo["delta_ci"] is None and dpo["significant"] is None
 
-    # training totals: cso/pairs_kept wins over dpo/pairs; rows without a key add nothing
+    # training totals: each point counts the pairs key its family logs (cso/pairs_kept, dpo/pairs); rows without a key add nothing
     assert [(r["steps"], r["rollouts"], r["tokens"], r["pairs"]) for r in rows] == [
         (2, 32, 2200, 8), (2, 32, 2200, 8), (4, 24, 1200, None), (2, None, None, 10)]
     # the same point labels and step counts (last step + 1) as the summary

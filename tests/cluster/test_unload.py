@@ -14,7 +14,7 @@ import pytest
 import ray
 
 from cluster.rundir import checkpoint as ckpt
-from cluster.reports import summary as report
+from cluster.episodes.selfplay import rejections as report
 from cluster.config.schema import EnvConfig, ModelConfig, RolloutConfig, SamplingConfig, SandboxConfig
 from cluster.episodes.selfplay.config import SelfPlayConfig
 from cluster.runtime.env_fleet import EnvFleet

@@ -187,8 +187,8 @@ def compose(entrypoint: str):
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
-    from cluster.config.store import register_configs
-    from cluster.config.checks import validate as validate_config
+    from cluster.runconfig.store import register_configs
+    from cluster.runconfig.checks import validate as validate_config
 
     argv = shlex.split(entrypoint)
     assert argv[:3] == ["python", "-m", "cluster.train"]

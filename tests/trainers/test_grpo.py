@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from trainers.batch import Trajectory, collate
-from trainers.grpo import micro_batch_loss, plan_updates
+from trainers.grpo import micro_batch_loss
 from trainers.losses import PolicyLossConfig
 from trainers.models import load_causal_lm
 from trainers.objectives import LossSettings, get_objective
 from trainers.preference import PreferenceConfig
+from trainers.update_plan import plan_updates
 
 
 def trajectories(n: int, seed: int = 0, pairs: bool = False) -> list[Trajectory]:

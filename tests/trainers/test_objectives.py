@@ -30,6 +30,9 @@ def test_registry_and_declarations():
     assert grpo.count(LossSettings(policy=PolicyLossConfig(aggregation="seq_sum"))) == "sequences"
     assert not grpo.needs_reference(s) and grpo.needs_reference(LossSettings(policy=PolicyLossConfig(kl_coef=0.1)))
     assert dpo.needs_reference(s) and not sft.needs_reference(s)
+    assert [o.zero_advantage_is_no_signal for o in (grpo, dpo, sft)] == [True, False, False]
+    assert dpo.reported_metrics == sft.reported_metrics == {"loss": 0.0, "grad_norm": 0.0}
+    assert {"pg_loss", "kl", "update/flat_groups"} <= set(grpo.reported_metrics) and grpo.reported_metrics["ratio_max"] == 1.0
     with pytest.raises(ValueError, match="'ipo2'"):
         dpo.check(LossSettings(dpo=PreferenceConfig(loss_type="ipo2")))
     with pytest.raises(ValueError, match="'token_sum'"):

@@ -16,8 +16,9 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from cluster.config.seeds import CHALLENGER_SOLVER, challenger_examples, step_sampling
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
-from cluster.episodes.common import append_records, reward_metrics, to_trajectories, trim_records
+from cluster.episodes.common import reward_metrics, to_trajectories
 from envs.challenge import (
     CHECKERS,
     challenger_prompt,
@@ -27,9 +28,6 @@ from envs.challenge import (
     uncertainty_reward,
 )
 from envs.critique import answer_key
-
-EXAMPLE_SEED = 2**42 + 3_000_000  # the examples' instances: seeds no training step draws
-SOLVER_SEED = 300_007  # the solver's sampling seed offset from the challenger's
 
 
 def challenger_rewards(questions: list[str], ps: list[float], threshold: float, weight: float) -> tuple[list, list]:
@@ -53,30 +51,25 @@ class ChallengerEpisode(Episode):
     def __init__(self, ctx):
         super().__init__(ctx)
         self.cc = ctx.cfg.episodes.challenger
-        self.log = ctx.run_dir / "episodes" / f"{self.kind}.jsonl"
-
-    def start(self, step: int) -> None:
-        trim_records(self.log, step)
 
     def run(self, step: int, ctx) -> EpisodeResult:
         challenger, solver, cfg, cc = ctx.policy("challenger"), ctx.policy("solver"), ctx.cfg, self.cc
         t0 = time.perf_counter()
         count = cfg.algorithm.prompts_per_step
-        seeds = [EXAMPLE_SEED + (step * count + g) * max(cc.examples, 1) + i
-                 for g in range(count) for i in range(cc.examples)]
+        seeds = challenger_examples(step, count, cc.examples)
         examples = [i["prompt"] for i in ctx.env.sample(seeds, cfg.env.difficulty)] if cc.examples else []
         prompts = [challenger.encode(challenger_prompt(examples[g * cc.examples:(g + 1) * cc.examples], cc.family))
                    for g in range(count)]
         sampling = replace(challenger.sampling, max_new_tokens=cc.max_new_tokens)
-        out = challenger.generate(prompts, sampling, seed=cfg.seed * 7919 + step)
+        out = challenger.generate(prompts, sampling, seed=step_sampling(cfg.seed, step))
         questions = [question_text(s.text, cc.max_question_chars) for g in out["samples"] for s in g]
         asked = [i for i, q in enumerate(questions) if q]
         shots = ctx.shots(None, cfg.env.difficulty)
         solver_prompts = [solver.encode(cc.solver_template.format(question=questions[i]), shots) for i in asked]
         t1 = time.perf_counter()
         sout = solver.generate(solver_prompts, replace(solver.sampling, n=cc.answers),
-                               seed=cfg.seed * 7919 + step + SOLVER_SEED) if asked else {"samples": [], "version": 0,
-                                                                                         "off_policy": False}
+                               seed=step_sampling(cfg.seed, step, CHALLENGER_SOLVER)) if asked else {
+            "samples": [], "version": 0, "off_policy": False}
         t2 = time.perf_counter()
         labels, ps = [None] * len(questions), [0.0] * len(questions)
         for i, group in zip(asked, sout["samples"]):
@@ -123,6 +116,6 @@ class ChallengerEpisode(Episode):
     def _record(self, step, questions, labels, ps, rewards, penalties, asked, sout) -> None:
         answers = {i: [answer_key(s.text) for s in g] for i, g in zip(asked, sout["samples"])}
         check = CHECKERS[self.cc.checker]
-        append_records(self.log, [{"step": step, "question": q, "label": labels[i], "p": ps[i], "reward": rewards[i],
-                                   "penalty": penalties[i], "answers": answers.get(i, []),
-                                   "truth": check(q) if q else None} for i, q in enumerate(questions)])
+        self.record(step, [{"question": q, "label": labels[i], "p": ps[i], "reward": rewards[i],
+                            "penalty": penalties[i], "answers": answers.get(i, []),
+                            "truth": check(q) if q else None} for i, q in enumerate(questions)])

@@ -1,8 +1,8 @@
 """`challenger`: R-Zero's challenger and solver."""
 from __future__ import annotations
 
-from cluster.episodes.family import Family
 from cluster.episodes.challenger.config import ChallengerConfig
+from cluster.episodes.family import Family
 
 
 def episodes() -> tuple[type, ...]:
@@ -11,4 +11,11 @@ def episodes() -> tuple[type, ...]:
     return (ChallengerEpisode,)
 
 
-FAMILY = Family(name="challenger", kinds=('challenger',), episodes=episodes, config=ChallengerConfig)
+def report():
+    from cluster.episodes.challenger import report
+
+    return report
+
+
+FAMILY = Family(name="challenger", kinds=("challenger",), episodes=episodes, config=ChallengerConfig,
+                report=report)

@@ -23,13 +23,13 @@ budget. Each failed trajectory's record -> run_dir/episodes/cso.jsonl.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cluster.config.seeds import phased_sampling
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
-from cluster.episodes.common import append_records, reward_metrics, to_trajectories, trim_records
+from cluster.episodes.common import reward_metrics, to_trajectories
 from trainers.cso import critical_candidates, keep_pair, monte_carlo_value, split_steps, step_pair
 
 
@@ -59,26 +59,20 @@ class CSOEpisode(Episode):
     def __init__(self, ctx):
         super().__init__(ctx)
         self.cc = ctx.cfg.episodes.cso
-        self.log = ctx.run_dir / "episodes" / "cso.jsonl"
         self.sep_ids: list[int] | None = None
         self.prm_examples: list[dict] = []  # MC-valued steps: {"prompt", "prefix", "value", "heldout"}
         self.mc_runs = 0  # CSO runs scored by Monte-Carlo values (prm=trained: the warm-up)
         self.prm = None  # prm=trained: the ProcessRewardTrainer once trained
         self.prm_agreement: dict = {}
-        if ctx.resume_from is not None:
-            self._load(ctx.resume_from / "episodes" / self.kind)
         if self.cc.prm == "judge" and self.cc.prm_judge not in ctx.judges:
             raise ValueError(f"episodes.cso.prm_judge={self.cc.prm_judge!r}: no such judge (judges: "
                              f"{', '.join(ctx.judges) or 'none'})")
-
-    def start(self, step: int) -> None:
-        trim_records(self.log, step)
 
     # -- the step ----------------------------------------------------------------------------------------------
     def run(self, step: int, ctx) -> EpisodeResult:
         policy, cc, cfg = ctx.policy("solver"), self.cc, ctx.cfg
         tok = policy.tokenizer
-        seed = cfg.seed * 7919 + step * 101
+        seed = phased_sampling(cfg.seed, step)
         t0 = time.perf_counter()
         budget = cc.rollout_budget or 10 ** 9
         seeds = ctx.data_seeds(step)
@@ -138,7 +132,7 @@ class CSOEpisode(Episode):
                     metrics.update(self._train_prm(policy))
         metrics.update(self._metrics(failed, pairs, counts, tokens, use_mc))
         metrics.update({"timing/mine": t1 - t0, "timing/prm": t2 - t1, "timing/branch": t3 - t2})
-        append_records(self.log, [self._record(step, f, tok) for f in failed])
+        self.record(step, [self._record(f, tok) for f in failed])
         updates = {"solver": RoleUpdate(pairs, "dpo", max(sampling.temperature, 1e-6))} if pairs else {}
         return EpisodeResult(updates, metrics)
 
@@ -333,25 +327,25 @@ class CSOEpisode(Episode):
         return m
 
     @staticmethod
-    def _record(step: int, f: Failed, tokenizer) -> dict:
+    def _record(f: Failed, tokenizer) -> dict:
         decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)
-        return {"step": step, "prompt": f.instance["prompt"], "response": decode(f.ids),
+        return {"prompt": f.instance["prompt"], "response": decode(f.ids),
                 "steps": [decode(f.ids[s:e]) for s, e in f.steps], "scores": f.scores, "candidates": f.candidates,
                 "alternatives": [{"step": a["step"], "text": a["text"], "outcomes": a["outcomes"],
                                   "score": a["score"], "kept": a["kept"],
                                   "continuation": decode(a["continuation"])} for a in f.alternatives]}
 
     def save(self, folder: Path) -> None:
-        out = folder / "episodes" / self.kind
+        out = self.state_dir(folder)
         out.mkdir(parents=True, exist_ok=True)
         (out / "state.json").write_text(json.dumps({"mc_runs": self.mc_runs, "prm_examples": self.prm_examples,
                                                     "prm_agreement": self.prm_agreement}))
         if self.prm is not None:
             self.prm.save(out / "prm")
-        if self.log.is_file():
-            shutil.copyfile(self.log, out / "cso.jsonl")
+        super().save(folder)  # the records so far
 
-    def _load(self, folder: Path) -> None:
+    def load(self, folder: Path) -> None:
+        folder = self.state_dir(folder)
         state = folder / "state.json"
         if not state.is_file():
             return

@@ -1,8 +1,8 @@
 """`cso`: critical-step optimisation."""
 from __future__ import annotations
 
-from cluster.episodes.family import Family
 from cluster.episodes.cso.config import CSOConfig
+from cluster.episodes.family import Family
 
 
 def episodes() -> tuple[type, ...]:
@@ -11,4 +11,10 @@ def episodes() -> tuple[type, ...]:
     return (CSOEpisode,)
 
 
-FAMILY = Family(name="cso", kinds=('cso',), episodes=episodes, config=CSOConfig)
+def report():
+    from cluster.episodes.cso import report
+
+    return report
+
+
+FAMILY = Family(name="cso", kinds=("cso",), episodes=episodes, config=CSOConfig, report=report)

@@ -1,4 +1,4 @@
-"""The summary and plots of a critical-step optimisation run: the funnel from failed trajectories to preference
+"""The report section of critical-step optimisation: the funnel from failed trajectories to preference
 pairs, where the rollout budget went, the DPO updates, how the trained PRM agrees with Monte-Carlo values, and a
 few of the pairs for a person to read.
 
@@ -10,9 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cluster.episodes.coevolution.report import EDGE_STEPS, _edges, _num, _rows, _series
+from typing import Any
+
+from cluster.rundir.figures import EDGE_STEPS, PlotFolder, edges, mean, num, of_kinds, series, total
+from cluster.rundir.html import Html, images, section, table, tag
+from cluster.rundir.html import num as cell
+from cluster.rundir.metrics import read_rows
 
 CSO_KINDS = ("cso",)
+OWN_PLOTS = ("cso_funnel.png",)  # shown in this section rather than under Plots
+PAIRS_KEY = "cso/pairs_kept"  # preference pairs a step trained on (sweep tables)
 FUNNEL = (("failed_mined", "failed"), ("candidates", "critical"), ("alternatives", "alternatives"),
           ("flips", "flips"), ("pairs_kept", "pairs"))
 STAGES = (("mine", "mining"), ("mc", "MC values"), ("expert", "expert"), ("branch", "branches"))
@@ -22,14 +29,6 @@ PRM_KEYS = ("train_examples", "heldout_examples", "final_loss", "n", "mae", "pea
 EXAMPLES = 3  # pairs shown: the first, middle and last kept in the run
 MAX_TEXT = 400  # characters of a step's text kept in the summary
 LEGEND = {"fontsize": 8, "loc": "lower center", "bbox_to_anchor": (0.5, 1.0), "ncol": 5, "frameon": False}  # above
-
-
-def _total(rows: list[dict], key: str) -> int:
-    return int(sum(v for _, v in _series(rows, key)))
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 def _clip(text, limit: int = MAX_TEXT) -> str:
@@ -72,9 +71,9 @@ def example_pairs(run_dir: Path, limit: int = EXAMPLES) -> list[dict]:
                 continue
             outcomes = alt.get("outcomes") or []
             kept.append({"step": rec.get("step"), "prompt": str(rec.get("prompt", ""))[:80], "index": i,
-                         "rejected": _clip(steps[i]), "rejected_score": _num(scores[i]),
-                         "chosen": _clip(alt.get("text", "")), "chosen_score": _num(alt.get("score")),
-                         "branches": len(outcomes), "succeeded": sum(_num(o) is not None and o >= 1.0 for o in outcomes)})
+                         "rejected": _clip(steps[i]), "rejected_score": num(scores[i]),
+                         "chosen": _clip(alt.get("text", "")), "chosen_score": num(alt.get("score")),
+                         "branches": len(outcomes), "succeeded": sum(num(o) is not None and o >= 1.0 for o in outcomes)})
     if len(kept) <= limit:
         return kept
     picks = sorted({round(j * (len(kept) - 1) / (limit - 1)) for j in range(limit)}) if limit > 1 else [0]
@@ -83,29 +82,46 @@ def example_pairs(run_dir: Path, limit: int = EXAMPLES) -> list[dict]:
 
 def summarize(run_dir) -> dict | None:
     """None for a run without cso episodes."""
+    rows = read_rows(run_dir)
     run_dir = Path(run_dir)
-    rows = [r for r in _rows(run_dir) if r.get("kind") in CSO_KINDS]
+    rows = of_kinds(rows, CSO_KINDS)
     if not rows:
         return None
-    funnel = {key: _total(rows, f"cso/{key}") for key, _ in FUNNEL}
-    updates = sum(_num(r.get("loss")) is not None for r in rows)
+    funnel = {key: total(rows, f"cso/{key}") for key, _ in FUNNEL}
+    updates = sum(num(r.get("loss")) is not None for r in rows)
     dpo = {}
     for key in DPO_KEYS:
-        values = [v for _, v in _series(rows, f"dpo/{key}")]
-        dpo[key] = {"mean": _mean(values), "last": values[-1] if values else None}
-    first, last = _edges(_series(rows, "reward/mean"))
+        values = [v for _, v in series(rows, f"dpo/{key}")]
+        dpo[key] = {"mean": mean(values), "last": values[-1] if values else None}
+    first, last = edges(series(rows, "reward/mean"))
     return {"steps": len(rows), "updates": updates, "no_update": len(rows) - updates, "funnel": funnel,
             "flip_rate": funnel["flips"] / funnel["alternatives"] if funnel["alternatives"] else None,
-            "rollouts": {stage: _total(rows, f"rollouts/{stage}") for stage, _ in STAGES},
-            "rollouts_total": _total(rows, "rollouts/total"), "tokens": _total(rows, "rollout/tokens"),
+            "rollouts": {stage: total(rows, f"rollouts/{stage}") for stage, _ in STAGES},
+            "rollouts_total": total(rows, "rollouts/total"), "tokens": total(rows, "rollout/tokens"),
             "dpo": dpo, "reward": {"first": first, "last": last},
-            "scored_by": {"mc": sum(_num(r.get("cso/prm_mc")) == 1.0 for r in rows),
-                          "prm": sum(_num(r.get("cso/prm_mc")) == 0.0 for r in rows)},
+            "scored_by": {"mc": sum(num(r.get("cso/prm_mc")) == 1.0 for r in rows),
+                          "prm": sum(num(r.get("cso/prm_mc")) == 0.0 for r in rows)},
             "prm": prm_agreement(run_dir, rows), "examples": example_pairs(run_dir)}
 
 
 def _f(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def step_parts(row: dict, parts: list[str]) -> None:
+    """'failed 3 -> critical 3 -> alternatives 9 -> flips 2 -> pairs 1  prm mc  rollouts 48' (and 'no update (no pair
+    kept)' in place of the loss of a step without a pair)."""
+    if "cso/failed_mined" not in row:
+        return
+    if "loss" not in row:
+        parts[-1] = "no update (no pair kept)"
+    parts.append(f"failed {row['cso/failed_mined']} -> critical {row['cso/candidates']} -> alternatives "
+                 f"{row['cso/alternatives']} -> flips {row['cso/flips']} -> pairs {row['cso/pairs_kept']}"
+                 f"  prm {'mc' if row.get('cso/prm_mc') else 'model'}  rollouts {row['rollouts/total']}")
+
+
+def key_figures(s: dict) -> list[Html]:
+    return []
 
 
 def funnel_line(s: dict) -> str:
@@ -157,12 +173,12 @@ def write_plots(run_dir, out: Path) -> list[Path]:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    run_dir = Path(run_dir)
-    rows = [r for r in _rows(run_dir) if r.get("kind") in CSO_KINDS]
+    rows = read_rows(run_dir)
+    rows = of_kinds(rows, CSO_KINDS)
     if not rows:
         return []
-    out.mkdir(parents=True, exist_ok=True)
-    margin, accuracy = _series(rows, "dpo/margin"), _series(rows, "dpo/accuracy")
+    plots = PlotFolder(out)
+    margin, accuracy = series(rows, "dpo/margin"), series(rows, "dpo/accuracy")
     panels = 2 if margin or accuracy else 1
     fig = Figure(figsize=(min(14.0, max(7.0, 3 + 0.35 * len(rows))), 4 * panels))
     ax = fig.add_subplot(panels, 1, 1)
@@ -171,11 +187,11 @@ def write_plots(run_dir, out: Path) -> list[Path]:
     bars = [(key, label) for key, label in FUNNEL if key != "candidates"]  # critical = failed x candidates: no news
     for j, (key, label) in enumerate(bars):
         ax.bar([x + (j - (len(bars) - 1) / 2) * width for x in steps],
-               [_num(r.get(f"cso/{key}")) or 0 for r in rows], width=width, label=label)
+               [num(r.get(f"cso/{key}")) or 0 for r in rows], width=width, label=label)
     ax.set(xlabel="step", ylabel="count per step")
     ax.set_title("Critical-step optimisation: failed trajectories to preference pairs", pad=24)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    reward = _series(rows, "reward/mean")
+    reward = series(rows, "reward/mean")
     handles, labels = ax.get_legend_handles_labels()
     if reward:
         twin = ax.twinx()
@@ -196,6 +212,52 @@ def write_plots(run_dir, out: Path) -> list[Path]:
             twin.set_ylabel("preference accuracy")
             twin.set_ylim(0, 1.05)
         ax2.legend(handles, [h.get_label() for h in handles], **LEGEND)
-    fig.tight_layout()
-    fig.savefig(out / "cso_funnel.png", dpi=100)
-    return [out / "cso_funnel.png"]
+    plots.save(fig, "cso_funnel.png")
+    return plots.written
+
+
+def html(c: dict, run_dir: Path, plot_paths: list[Path]) -> Html:
+    """Critical-step optimisation: the funnel, the rollout budget, the DPO updates, the PRM's agreement with
+    Monte-Carlo values, a few of the pairs, and the funnel plot."""
+    f, by = c["funnel"], c["scored_by"]
+    parts: list[Any] = [
+        tag("p", f"{c['steps']} steps, {c['updates']} with a DPO update and {c['no_update']} without (no pair kept); "
+                 f"process rewards by Monte-Carlo continuations on {by['mc']} steps, by the trained PRM or judge on "
+                 f"{by['prm']}. Success on the mined samples: {cell(c['reward']['first'])} → "
+                 f"{cell(c['reward']['last'])} (mean of the first / last {EDGE_STEPS} steps)."),
+        table(["stage", "run total", "what it counts"],
+              [["failed", f["failed_mined"], "trajectories of the policy that failed, expanded"],
+               ["critical", f["candidates"], "lowest-scored steps of those, where alternatives were tried"],
+               ["alternatives", f["alternatives"], "one-step proposals of the expert at the critical steps"],
+               ["flips", f["flips"], "alternatives from which a policy continuation succeeds"],
+               ["pairs", f["pairs_kept"], "flips that also pass the score thresholds: DPO pairs"],
+               ["flip rate", cell(c["flip_rate"]), "flips / alternatives"]], numeric=[1]),
+        tag("h3", f"Rollout budget: {c['rollouts_total']} sequences, {c['tokens']} tokens"),
+        table(["stage", "sequences", "share"],
+              [[label, c["rollouts"][stage], f"{100 * c['rollouts'][stage] / c['rollouts_total']:.1f}%"
+                if c["rollouts_total"] else "-"] for stage, label in STAGES], numeric=[1, 2])]
+    if c["updates"]:
+        d = c["dpo"]
+        parts += [tag("h3", f"DPO over the {c['updates']} updates"),
+                  table(["", "mean", "last"],
+                        [[label, cell(d[key]["mean"]), cell(d[key]["last"])]
+                         for key, label in (("margin", "margin"), ("accuracy", "preference accuracy"),
+                                            ("chosen_reward", "chosen reward"), ("rejected_reward", "rejected reward"))],
+                        numeric=[1, 2])]
+    prm = c["prm"]
+    if prm:
+        parts += [tag("h3", "The trained PRM against Monte-Carlo values (held-out steps)"),
+                  table(["train examples", "held-out examples", "final loss", "MAE", "Pearson", "ranking",
+                         "sign accuracy", "a constant PRM's sign accuracy"],
+                        [[cell(prm.get(k)) for k in ("train_examples", "heldout_examples", "final_loss", "mae",
+                                                    "pearson", "ranking", "sign_accuracy", "sign_accuracy_constant")]],
+                        numeric=range(8))]
+    if c["examples"]:
+        parts += [tag("h3", "Example pairs"),
+                  table(["step", "prompt", "rejected: the policy's step", "score", "chosen: the expert's alternative",
+                         "score", "branches succeeding"],
+                        [[e["step"], e["prompt"], tag("code", f"[step {e['index']}] {e['rejected']}"),
+                          cell(e["rejected_score"], 2), tag("code", e["chosen"]), cell(e["chosen_score"], 2),
+                          f"{e['succeeded']}/{e['branches']}"] for e in c["examples"]], numeric=[0, 3, 5, 6])]
+    parts.append(images(p for p in plot_paths if p.name in OWN_PLOTS))
+    return section("Critical-step optimisation", *parts, id_="cso")

@@ -25,15 +25,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from actors.judge import parse_preference
+from cluster.config.seeds import (DELTA_RUBRIC_HELDOUT, DELTA_RUBRIC_TRAIN, DELTA_RUBRIC_VERIFIER, seed_range,
+                                   step_order, step_sampling)
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
-from cluster.episodes.common import append_records, response_ids, reward_metrics, to_trajectories, trim_records
+from cluster.episodes.common import response_ids, reward_metrics, to_trajectories
 from cluster.evaluation.stats import paired_delta, wilson
 from envs.rubric import direct_prompt, parse_letter, planner_prompt, verifier_prompt
 from trainers.batch import Trajectory
-
-TRAIN_SEED = 2**42 + 1_000_000  # the tasks of the train pairs and of the held-out pairs: seeds no step draws
-HELDOUT_SEED = 2**42 + 2_000_000
-VERIFIER_SEED = 700_001  # the verifier's sampling seed offset from the planner's
 
 
 def build_pairs(instances: list[dict], answers: list[list[str]], scores: list[list[float]]) -> list[dict]:
@@ -87,15 +85,11 @@ class DeltaRubricEpisode(Episode):
         super().__init__(ctx)
         self.dc = ctx.cfg.episodes.delta_rubric
         self.pairs: dict[str, list[dict]] | None = None  # train, heldout
-        self.log = ctx.run_dir / "episodes" / f"{self.kind}.jsonl"
-        saved = ctx.resume_from / "episodes" / self.kind / "pairs.json" if ctx.resume_from else None
-        if saved is not None and saved.is_file():
-            self.pairs = json.loads(saved.read_text())
 
     # -- pairs ------------------------------------------------------------------------------------------------------
     def _make_pairs(self, ctx, base: int, tasks: int) -> list[dict]:
         policy, cfg, dc = ctx.policy("planner"), ctx.cfg, self.dc
-        instances = ctx.env.sample([base + i for i in range(tasks)], cfg.env.difficulty)
+        instances = ctx.env.sample(seed_range(base, tasks), cfg.env.difficulty)
         shots = ctx.shots(None, cfg.env.difficulty)
         prompts = [policy.encode(i["prompt"], shots) for i in instances]
         out = policy.generate(prompts, replace(policy.sampling, n=dc.responses, temperature=dc.temperature), seed=base)
@@ -105,12 +99,13 @@ class DeltaRubricEpisode(Episode):
         return build_pairs(instances, answers, [flat[j * k:(j + 1) * k] for j in range(len(instances))])
 
     def start(self, step: int) -> None:
+        super().start(step)
         ctx, dc = self.ctx, self.dc
-        trim_records(self.log, step)
         if self.pairs is None:
             t0 = time.time()
-            self.pairs = {"train": self._make_pairs(ctx, TRAIN_SEED, dc.train_tasks),
-                          "heldout": self._make_pairs(ctx, HELDOUT_SEED, dc.heldout_tasks) if dc.heldout_tasks else []}
+            self.pairs = {"train": self._make_pairs(ctx, DELTA_RUBRIC_TRAIN, dc.train_tasks),
+                          "heldout": self._make_pairs(ctx, DELTA_RUBRIC_HELDOUT, dc.heldout_tasks)
+                          if dc.heldout_tasks else []}
             if not self.pairs["train"]:
                 from cluster.config.errors import ConfigError
 
@@ -130,7 +125,7 @@ class DeltaRubricEpisode(Episode):
     # -- a step -------------------------------------------------------------------------------------------------------
     def run(self, step: int, ctx) -> EpisodeResult:
         planner, verifier, cfg, dc = ctx.policy("planner"), ctx.policy("verifier"), ctx.cfg, self.dc
-        rng = random.Random(cfg.seed * 1_000_003 + step)  # which pairs and which order: a function of (seed, step)
+        rng = random.Random(step_order(cfg.seed, step))  # which pairs and which order
         train = self.pairs["train"]
         count = dc.pairs_per_step or cfg.algorithm.prompts_per_step
         drawn = [(train[rng.randrange(len(train))], rng.random() < 0.5) for _ in range(count)]
@@ -139,12 +134,12 @@ class DeltaRubricEpisode(Episode):
         plan_prompts = [planner.encode(planner_prompt(q, a, b, dc.max_checks, dc.max_response_chars))
                         for q, a, b, _ in shown_pairs]
         pout = planner.generate(plan_prompts, self._sampling(planner, dc.checklists, dc.planner_max_new_tokens),
-                                seed=cfg.seed * 7919 + step)
+                                seed=step_sampling(cfg.seed, step))
         checklists = [(i, s.text) for i, g in enumerate(pout["samples"]) for s in g]
         ver_prompts = [verifier.encode(verifier_prompt(*shown_pairs[i][:3], c, dc.max_response_chars))
                        for i, c in checklists]
         answers, vout = self._verify(verifier, ver_prompts, dc.verifications, dc.temperature,
-                                     seed=cfg.seed * 7919 + step + VERIFIER_SEED)
+                                     seed=step_sampling(cfg.seed, step, DELTA_RUBRIC_VERIFIER))
         t1 = time.perf_counter()
         verdicts = [[a["verdict"] for a in g] for g in answers]
         labels = [shown_pairs[i][3] for i, _ in checklists]
@@ -157,8 +152,8 @@ class DeltaRubricEpisode(Episode):
                     for j, (g, lab) in enumerate(zip(answers, labels)) for a in g]
         ctx.set_advantages("planner", planned)
         ctx.set_advantages("verifier", verified)
-        append_records(self.log, [
-            {"step": step, "pair": checklists[j][0], "label": lab, "checklist": checklists[j][1],
+        self.record(step, [
+            {"pair": checklists[j][0], "label": lab, "checklist": checklists[j][1],
              "planner_reward": plan_rewards[j], "verdicts": vs,
              "verifier_rewards": [verifier_reward(v, lab, dc.format_bonus) for v in vs],
              "responses": [a["text"] for a in answers[j]]}
@@ -213,10 +208,10 @@ class DeltaRubricEpisode(Episode):
     def _judge_rubric(self, orders: list[tuple[str, str, str]]) -> list[str | None]:
         planner, verifier, dc = self.ctx.policy("planner"), self.ctx.policy("verifier"), self.dc
         prompts = [planner.encode(planner_prompt(q, a, b, dc.max_checks, dc.max_response_chars)) for q, a, b in orders]
-        plans = planner.generate(prompts, self._greedy(planner, dc.planner_max_new_tokens), seed=HELDOUT_SEED)
+        plans = planner.generate(prompts, self._greedy(planner, dc.planner_max_new_tokens), seed=DELTA_RUBRIC_HELDOUT)
         prompts = [verifier.encode(verifier_prompt(q, a, b, g[0].text, dc.max_response_chars))
                    for (q, a, b), g in zip(orders, plans["samples"])]
-        answers, _ = self._verify(verifier, prompts, 1, 0.0, seed=HELDOUT_SEED)
+        answers, _ = self._verify(verifier, prompts, 1, 0.0, seed=DELTA_RUBRIC_HELDOUT)
         return [g[0]["verdict"] for g in answers]
 
     def _judge_direct(self, orders: list[tuple[str, str, str]]) -> list[str | None]:
@@ -225,7 +220,7 @@ class DeltaRubricEpisode(Episode):
         prefix = response_ids(verifier.tokenizer, dc.verdict_prefix.lstrip("\n")) if dc.verdict_prefix else []
         prompts = [verifier.encode(direct_prompt(q, a, b, dc.max_response_chars)) + prefix for q, a, b in orders]
         tokens = dc.verdict_max_new_tokens if prefix else dc.verifier_max_new_tokens
-        out = verifier.generate(prompts, self._greedy(verifier, tokens), seed=HELDOUT_SEED)
+        out = verifier.generate(prompts, self._greedy(verifier, tokens), seed=DELTA_RUBRIC_HELDOUT)
         return [parse_letter(g[0].text) if prefix else parse_preference(g[0].text) for g in out["samples"]]
 
     def measure(self, tag: str) -> dict:
@@ -274,9 +269,14 @@ class DeltaRubricEpisode(Episode):
 
     def save(self, folder: Path) -> None:
         if self.pairs is not None:
-            out = folder / "episodes" / self.kind
+            out = self.state_dir(folder)
             out.mkdir(parents=True, exist_ok=True)
             (out / "pairs.json").write_text(json.dumps(self.pairs))
+
+    def load(self, folder: Path) -> None:
+        saved = self.state_dir(folder) / "pairs.json"
+        if saved.is_file():
+            self.pairs = json.loads(saved.read_text())
 
 
 def _train_reward_model(model_path, chat_template, train, held, epochs, lr, seed, out) -> dict:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cluster.config.errors import failed
-
 
 @dataclass
 class DistillEpisodeConfig:

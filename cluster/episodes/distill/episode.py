@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from cluster.config.seeds import step_sampling
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import response_ids, reward_metrics, to_trajectories
 from trainers.batch import Trajectory
@@ -20,7 +21,7 @@ class DistillEpisode(Episode):
         instances = ctx.env.sample(ctx.data_seeds(step), cfg.env.difficulty)
         prompts = [teacher.encode(i["prompt"]) for i in instances]
         t0 = time.perf_counter()
-        out = teacher.generate(prompts, teacher.sampling, seed=cfg.seed * 7919 + step)
+        out = teacher.generate(prompts, teacher.sampling, seed=step_sampling(cfg.seed, step))
         t1 = time.perf_counter()
         items = [{"data": inst["data"], "response": s.text} for inst, g in zip(instances, out["samples"]) for s in g]
         rewards, env_metrics = ctx.env.score(items)

@@ -1,8 +1,8 @@
 """`distill`: a teacher trained with GRPO, a student trained (sft) on the teacher's best responses."""
 from __future__ import annotations
 
-from cluster.episodes.family import Family
 from cluster.episodes.distill.config import DistillEpisodeConfig
+from cluster.episodes.family import Family
 
 
 def episodes() -> tuple[type, ...]:
@@ -11,4 +11,4 @@ def episodes() -> tuple[type, ...]:
     return (DistillEpisode,)
 
 
-FAMILY = Family(name="distill", kinds=('distill',), episodes=episodes, config=DistillEpisodeConfig)
+FAMILY = Family(name="distill", kinds=("distill",), episodes=episodes, config=DistillEpisodeConfig)

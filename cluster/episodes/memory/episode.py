@@ -20,15 +20,14 @@ Every episode's transcript and memory store -> run_dir/episodes/<kind>.jsonl (an
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from actors.rollout.hf_backend import Sample
+from cluster.config.seeds import MEMORY_HELDOUT, memory_tasks, step_sampling, turn_sampling
 from cluster.episodes.memory.agent_loop import AgentEpisode, AgentLoop, LoopLimits, TurnFormat, stop_counts
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
-from cluster.episodes.common import append_records, trim_records
+from cluster.episodes.common import append_records
 from envs.longdoc import answer_f1, answer_hit, answer_match, make_task, split_tasks, truncated_prompt
 from envs.tools.expert import ExpertAgent
 from envs.tools.memory_tools import AgentView, tool_docs
@@ -38,7 +37,6 @@ from trainers.batch import Trajectory
 from trainers.ledger import TokenLedger
 
 METHOD_NAMES = {"truncated": "truncated reading", "memagent": "MemAgent-style"}
-TRAIN_SEED = 3_000_000  # step tasks: TRAIN_SEED + seed * 1_000_003 + step * 1_000 + i (held-out: envs/longdoc.py)
 
 
 def agent_prompt(task: dict, mc) -> str:
@@ -75,7 +73,6 @@ class MemoryEpisodeBase(Episode):
     def __init__(self, ctx):
         super().__init__(ctx)
         self.mc = ctx.cfg.episodes.memory
-        self.log = ctx.run_dir / "episodes" / f"{self.kind}.jsonl"
         policy = ctx.policy("agent")
         self.fmt = TurnFormat(policy.tokenizer, policy.pcfg.model.chat_template)
         mc = self.mc
@@ -89,8 +86,8 @@ class MemoryEpisodeBase(Episode):
         if self.objective == "sft":
             count = mc.expert_tasks_per_step or count
         combos = [(k, n) for n in mc.lengths for k in mc.kinds]
-        base = TRAIN_SEED + cfg.seed * 1_000_003 + step * 1_000
-        return [make_task(base + i, *combos[(step * count + i) % len(combos)]) for i in range(count)]
+        return [make_task(seed, *combos[(step * count + i) % len(combos)])
+                for i, seed in enumerate(memory_tasks(cfg.seed, step, count))]
 
     # -- episodes ----------------------------------------------------------------------------------------------------
     def new_episode(self, task: dict, group: int) -> AgentEpisode:
@@ -107,7 +104,7 @@ class MemoryEpisodeBase(Episode):
         state = {"version": policy.version}
 
         def act(live, contexts):
-            out = policy.generate(contexts, sampling, seed=seed + 7_919 * calls[0])
+            out = policy.generate(contexts, sampling, seed=turn_sampling(seed, calls[0]))
             calls[0] += 1
             state["version"] = out["version"]
             return [g[0] for g in out["samples"]]
@@ -169,19 +166,10 @@ class MemoryEpisodeBase(Episode):
             out[f"tools/{name}"] = calls.count(name) / n
         return out
 
-    def record(self, step: int, episodes: list[AgentEpisode], rewards: list[float]) -> None:
-        append_records(self.log, [{"step": step, "episode": i, "reward": r, **e.transcript(),
-                                   "store": saved_store(e.store)} for i, (e, r) in enumerate(zip(episodes, rewards))])
-
-    def start(self, step: int) -> None:
-        trim_records(self.log, step)
-
-    def save(self, folder: Path) -> None:
-        """The transcripts and memory stores so far, with the checkpoint."""
-        if self.log.is_file():
-            out = folder / "episodes" / self.kind
-            out.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.log, out / self.log.name)
+    def record_episodes(self, step: int, episodes: list[AgentEpisode], rewards: list[float]) -> None:
+        """Each episode's transcript and memory store (`evoforge replay`)."""
+        self.record(step, [{"episode": i, "reward": r, **e.transcript(), "store": saved_store(e.store)}
+                           for i, (e, r) in enumerate(zip(episodes, rewards))])
 
     def run_loop(self, episodes: list[AgentEpisode], act) -> float:
         loop = AgentLoop(self.fmt, self.limits)
@@ -201,11 +189,11 @@ class MemoryAgentEpisode(MemoryEpisodeBase):
         sampling = policy.sampling
         tasks = self.tasks(step)
         episodes = [self.new_episode(t, g) for g, t in enumerate(tasks) for _ in range(sampling.n)]
-        act, state = self.policy_act(sampling, seed=ctx.cfg.seed * 7919 + step)
+        act, state = self.policy_act(sampling, seed=step_sampling(ctx.cfg.seed, step))
         seconds = self.run_loop(episodes, act)
         rewards = [self.reward(e) for e in episodes]
         trajectories = self.trajectories(episodes, rewards, state["version"])
-        self.record(step, episodes, rewards)
+        self.record_episodes(step, episodes, rewards)
         metrics = {**self.metrics(episodes, rewards, trajectories), "timing/rollout": seconds}
         update = RoleUpdate(trajectories, "grpo", max(sampling.temperature, 1e-6),
                             recompute_old=getattr(policy, "scripted", False))
@@ -234,7 +222,7 @@ class MemoryAgentEpisode(MemoryEpisodeBase):
         t0 = time.time()
         rows, times = [], {}
         episodes = [self.new_episode(t, g) for g, t in enumerate(tasks)]
-        act, _ = self.policy_act(greedy, seed=HELDOUT_SEED)
+        act, _ = self.policy_act(greedy, seed=MEMORY_HELDOUT)
         self.run_loop(episodes, act)
         rows += [self._row("tools", e.task, e.answer if e.stop == "finish" else "", e) for e in episodes]
         log = ctx.run_dir / "episodes" / f"memory_heldout_{tag}.jsonl"  # `evoforge replay RUN --kind heldout_<tag>`
@@ -248,11 +236,11 @@ class MemoryAgentEpisode(MemoryEpisodeBase):
             if name == "truncated":
                 prompts = [policy.encode(truncated_prompt(t, mc.truncated_words)) for t in tasks]
                 out = policy.generate(prompts, replace(greedy, n=1, max_new_tokens=mc.answer_max_new_tokens),
-                                      seed=HELDOUT_SEED)
+                                      seed=MEMORY_HELDOUT)
                 rows += [self._row("truncated", t, g[0].text) for t, g in zip(tasks, out["samples"])]
             elif name == "memagent":
                 mem = [MemAgentRun(self, t, g) for g, t in enumerate(tasks)]
-                run_memagent(self, mem, greedy, seed=HELDOUT_SEED)
+                run_memagent(self, mem, greedy, seed=MEMORY_HELDOUT)
                 rows += [self._row("memagent", r.task, r.answer, r) for r in mem]
             times[name] = time.time() - t1
         summary = {"tag": tag, "policy_version": policy.version, "tasks": len(tasks), "rows": rows,
@@ -288,7 +276,7 @@ class MemoryExpertEpisode(MemoryEpisodeBase):
         solved = [(e, r) for e, r in zip(episodes, rewards) if e.stop == "finish" and r > 0]
         # only the expert's solved episodes are targets (one that ran out of turns or context is not shown)
         trajectories = self.trajectories([e for e, _ in solved], [r for _, r in solved], policy.version)
-        self.record(step, episodes, rewards)
+        self.record_episodes(step, episodes, rewards)
         metrics = {**self.metrics(episodes, rewards, trajectories), "timing/rollout": seconds,
                    "expert/kept_fraction": len(solved) / max(len(episodes), 1)}
         return EpisodeResult({"agent": RoleUpdate(trajectories, "sft")}, metrics)
@@ -351,21 +339,17 @@ class MemAgentEpisode(MemoryEpisodeBase):
         sampling = policy.sampling
         runs = [MemAgentRun(self, t, g) for g, t in enumerate(self.tasks(step)) for _ in range(sampling.n)]
         t0 = time.perf_counter()
-        run_memagent(self, runs, sampling, seed=ctx.cfg.seed * 7919 + step)
+        run_memagent(self, runs, sampling, seed=step_sampling(ctx.cfg.seed, step))
         seconds = time.perf_counter() - t0
         rewards = [answer_hit(r.answer, r.task["answer"]) for r in runs]
         trajectories = self.trajectories(runs, rewards, policy.version)  # a run has .group, .task and .ledger
-        append_records(self.log, [{"step": step, "episode": i, "reward": x, "task": r.task["id"],
-                                   "answer": r.answer, "gold": r.task["answer"], "turns": r.turns}
-                                  for i, (r, x) in enumerate(zip(runs, rewards))])
+        self.record(step, [{"episode": i, "reward": x, "task": r.task["id"], "answer": r.answer,
+                            "gold": r.task["answer"], "turns": r.turns} for i, (r, x) in enumerate(zip(runs, rewards))])
         metrics = {"reward/mean": _mean(rewards), "agent/accuracy": _mean(rewards),
                    "agent/exact_match": _mean([answer_match(r.answer, r.task["answer"]) for r in runs]),
                    "agent/f1": _mean([answer_f1(r.answer, r.task["answer"]) for r in runs]),
                    "agent/turns": _mean([r.reads + 1 for r in runs]), "timing/rollout": seconds}
         return EpisodeResult({"agent": RoleUpdate(trajectories, "grpo", max(sampling.temperature, 1e-6))}, metrics)
-
-
-HELDOUT_SEED = 5_000_011  # the held-out episodes' sampling seed (greedy: only ties depend on it)
 
 
 def _mean(xs) -> float:

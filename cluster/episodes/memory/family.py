@@ -12,5 +12,11 @@ def episodes() -> tuple[type, ...]:
     return MemoryAgentEpisode, MemoryExpertEpisode, MemAgentEpisode
 
 
+def report():
+    from cluster.episodes.memory import report
+
+    return report
+
+
 FAMILY = Family(name="memory", kinds=("memory_agent", "memory_expert", "memagent"), episodes=episodes,
-                config=MemoryConfig)
+                config=MemoryConfig, report=report)

@@ -1,4 +1,4 @@
-"""The summary and plots of a memory-agent run: held-out accuracy by document length and task type for each
+"""The report section of memory agents: held-out accuracy by document length and task type for each
 method (truncated one-turn reading, MemAgent-style, the agent with tools before and after training), and the
 training curves (accuracy, how episodes stopped, tool use). Accuracy: the gold answer's words in a reply of
 at most 16 words (envs/longdoc.answer_hit); exact match and F1 are in the eval files too.
@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cluster.episodes.coevolution.report import EDGE_STEPS, _edges, _rows, _series, change_verdict
+from cluster.rundir.figures import EDGE_STEPS, PlotFolder, change_verdict, edges, of_kinds, paired_change, series
 from cluster.evaluation.stats import paired_delta, wilson
+from cluster.rundir.html import Html, interval, num, section, table, tag
+from cluster.rundir.metrics import read_rows
 
 MEMORY_KINDS = ("memory_agent", "memory_expert", "memagent")
 METHOD_NAMES = {"truncated": "truncated reading", "memagent": "MemAgent-style", "tools": "tools (StateLM)"}
@@ -35,13 +37,13 @@ def heldout_table(run_dir) -> list[dict]:
     """One entry per (method, tag) measured: overall, by length and by kind."""
     run_dir = Path(run_dir)
     out = []
-    for tag in ("before", "after"):
-        ev = _eval(run_dir, tag)
+    for when in ("before", "after"):
+        ev = _eval(run_dir, when)
         if not ev:
             continue
         for method in dict.fromkeys(r["method"] for r in ev["rows"]):
             rows = [r for r in ev["rows"] if r["method"] == method]
-            entry = {"method": method, "tag": tag, "all": _cell(rows),
+            entry = {"method": method, "tag": when, "all": _cell(rows),
                      "by_length": {str(n): _cell([r for r in rows if r["length"] == n])
                                    for n in sorted({r["length"] for r in rows})},
                      "by_kind": {k: _cell([r for r in rows if r["kind"] == k]) for k in dict.fromkeys(r["kind"]
@@ -66,17 +68,18 @@ def tools_change(run_dir) -> dict | None:
 
 def summarize(run_dir) -> dict | None:
     """None for a run without memory episodes."""
+    rows = read_rows(run_dir)
     run_dir = Path(run_dir)
-    rows = [r for r in _rows(run_dir) if r.get("kind") in MEMORY_KINDS]
+    rows = of_kinds(rows, MEMORY_KINDS)
     if not rows:
         return None
     kinds = {}
     for kind in dict.fromkeys(r["kind"] for r in rows):
         own = [r for r in rows if r["kind"] == kind]
-        first, last = _edges(_series(own, "agent/accuracy"))
+        first, last = edges(series(own, "agent/accuracy"))
         kinds[kind] = {"steps": len(own), "accuracy_first": first, "accuracy_last": last,
-                       "stops": {s: _edges(_series(own, f"stop/{s}"))[1] for s in STOPS
-                                 if _series(own, f"stop/{s}")}}
+                       "stops": {s: edges(series(own, f"stop/{s}"))[1] for s in STOPS
+                                 if series(own, f"stop/{s}")}}
     return {"steps": len(rows), "kinds": kinds, "heldout": heldout_table(run_dir), "change": tools_change(run_dir)}
 
 
@@ -92,15 +95,15 @@ def format_summary(s: dict) -> str:
         stops = ", ".join(f"{n} {v:.2f}" for n, v in k["stops"].items() if v)
         lines.append(f"  {kind:<14} {k['steps']:>3} steps  accuracy {first} -> {last} (first / last "
                      f"{EDGE_STEPS} steps); stops (last {EDGE_STEPS}): {stops or '-'}")
-    table = s["heldout"]
-    if table:
-        lengths = list(dict.fromkeys(n for e in table for n in e["by_length"]))
-        kinds = list(dict.fromkeys(k for e in table for k in e["by_kind"]))
-        n = table[0]["all"]["n"]
+    heldout = s["heldout"]
+    if heldout:
+        lengths = list(dict.fromkeys(n for e in heldout for n in e["by_length"]))
+        kinds = list(dict.fromkeys(k for e in heldout for k in e["by_kind"]))
+        n = heldout[0]["all"]["n"]
         head = f"  {'held-out accuracy (' + str(n) + ' tasks)':<36} {'all':>20}" + "".join(
             f"{x + 'w':>8}" for x in lengths) + "".join(f"{k:>9}" for k in kinds)
         lines += ["", head]
-        for e in table:
+        for e in heldout:
             a = e["all"]
             lo, hi = a["accuracy_ci"]
             name = f"{METHOD_NAMES.get(e['method'], e['method'])}, {e['tag']}"
@@ -108,7 +111,7 @@ def format_summary(s: dict) -> str:
                          "".join(f"{_pct(e['by_length'].get(x)):>8}" for x in lengths) +
                          "".join(f"{_pct(e['by_kind'].get(k)):>9}" for k in kinds))
         ends = [f"{METHOD_NAMES.get(e['method'], e['method'])}, {e['tag']}: "
-                + ", ".join(f"{k} {v:.2f}" for k, v in e["stops"].items()) for e in table if e["stops"] and e["method"] == "tools"]
+                + ", ".join(f"{k} {v:.2f}" for k, v in e["stops"].items()) for e in heldout if e["stops"] and e["method"] == "tools"]
         if ends:
             lines.append("  how the held-out episodes ended: " + "; ".join(ends))
         c = s.get("change")
@@ -125,19 +128,18 @@ def write_plots(run_dir, out: Path) -> list[Path]:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    run_dir = Path(run_dir)
-    rows = [r for r in _rows(run_dir) if r.get("kind") in MEMORY_KINDS]
-    written: list[Path] = []
+    rows = of_kinds(read_rows(run_dir), MEMORY_KINDS)
     if not rows:
-        return written
-    out.mkdir(parents=True, exist_ok=True)
-    table = heldout_table(run_dir)
-    if table:
-        lengths = list(dict.fromkeys(n for e in table for n in e["by_length"]))
+        return []
+    plots = PlotFolder(out)
+    s = summarize(run_dir)
+    heldout = s["heldout"]
+    if heldout:
+        lengths = list(dict.fromkeys(n for e in heldout for n in e["by_length"]))
         fig = Figure(figsize=(max(6.0, 1.6 * len(lengths) + 2), 4))
         ax = fig.add_subplot()
-        width = 0.8 / len(table)
-        for j, e in enumerate(table):
+        width = 0.8 / len(heldout)
+        for j, e in enumerate(heldout):
             xs = [i + j * width for i in range(len(lengths))]
             vals = [e["by_length"][n]["accuracy"] if e["by_length"].get(n) else 0.0 for n in lengths]
             ax.bar(xs, vals, width=width, label=f"{METHOD_NAMES.get(e['method'], e['method'])}, {e['tag']}")
@@ -145,24 +147,52 @@ def write_plots(run_dir, out: Path) -> list[Path]:
         ax.set(ylabel="accuracy", title="Held-out accuracy by document length")
         ax.set_ylim(0, 1.05)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "memory_heldout.png", dpi=100)
-        written.append(out / "memory_heldout.png")
+        plots.save(fig, "memory_heldout.png")
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()
     for kind in dict.fromkeys(r["kind"] for r in rows):
-        series = _series([r for r in rows if r["kind"] == kind], "agent/accuracy")
-        if series:
-            ax.plot(*zip(*series), "o-", label=f"{kind}: accuracy")
+        points = series([r for r in rows if r["kind"] == kind], "agent/accuracy")
+        if points:
+            ax.plot(*zip(*points), "o-", label=f"{kind}: accuracy")
     for stop, style in (("finish", "--"), ("malformed", ":"), ("max_turns", "-.")):
-        series = _series([r for r in rows if r["kind"] == "memory_agent"], f"stop/{stop}")
-        if series:
-            ax.plot(*zip(*series), style, label=f"memory_agent: stopped by {stop}")
+        points = series([r for r in rows if r["kind"] == "memory_agent"], f"stop/{stop}")
+        if points:
+            ax.plot(*zip(*points), style, label=f"memory_agent: stopped by {stop}")
     ax.set(xlabel="step", ylabel="fraction of episodes", title="Memory-agent training")
     ax.set_ylim(0, 1.05)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "memory_training.png", dpi=100)
-    written.append(out / "memory_training.png")
-    return written
+    plots.save(fig, "memory_training.png")
+    return plots.written
+
+
+def step_parts(row: dict, parts: list[str]) -> None:
+    """Nothing beyond the step's reward and loss."""
+
+
+def key_figures(s: dict) -> list[Html]:
+    return []
+
+
+def html(m: dict, run_dir: Path, plot_paths: list[Path]) -> Html:
+    """Memory-agent episodes: held-out accuracy by method, document length and task type; training per kind."""
+    parts = [table(["episode kind", "steps", "accuracy, first", "accuracy, last", "stops (last steps)"],
+                   [[kind, k["steps"], num(k["accuracy_first"]), num(k["accuracy_last"]),
+                     ", ".join(f"{n} {v:.2f}" for n, v in k["stops"].items() if v)] for kind, k in m["kinds"].items()],
+                   numeric=[1, 2, 3])]
+    rows = m["heldout"]
+    if rows:
+        lengths = list(dict.fromkeys(n for e in rows for n in e["by_length"]))
+        kinds = list(dict.fromkeys(k for e in rows for k in e["by_kind"]))
+
+        def acc(cell):
+            return num(cell["accuracy"]) if cell else "-"
+        parts += [tag("h3", f"Held-out accuracy on {rows[0]['all']['n']} tasks (the gold answer in a short reply)"),
+                  table(["method", "accuracy", "95% CI", "exact", "F1", *[f"{n} words" for n in lengths], *kinds],
+                        [[f"{METHOD_NAMES.get(e['method'], e['method'])}, {e['tag']}", num(e["all"]["accuracy"]),
+                          interval(e["all"]["accuracy_ci"]), num(e["all"]["exact"]), num(e["all"]["f1"]),
+                          *[acc(e["by_length"].get(n)) for n in lengths], *[acc(e["by_kind"].get(k)) for k in kinds]]
+                         for e in rows], numeric=range(1, 5 + len(lengths) + len(kinds)))]
+    if m.get("change"):
+        parts.append(paired_change(m["change"]))
+    return section("Memory agents", *parts, id_="memory")

@@ -26,14 +26,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from cluster.config.seeds import PROPOSE_CRITIC_CRITIC, PROPOSE_CRITIC_HELDOUT, seed_range, step_order, step_sampling
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.evaluation.stats import mean_interval, paired_delta, wilson
-from cluster.episodes.common import (append_records, response_ids, reward_metrics, scale_advantages,
-                                     to_trajectories, trim_records)
+from cluster.episodes.common import response_ids, reward_metrics, scale_advantages, to_trajectories
 from envs.critique import majority_index, parse_pick, render_candidates
-
-CRITIC_SEED = 500_009  # the critic's sampling seed offset from the proposer's
-HELDOUT_SEED = 2**42  # held-out tasks: far above any seed a training step draws
 
 
 def explore(maturity: float, pc) -> tuple[int, float]:
@@ -74,18 +71,12 @@ class ProposeCriticEpisode(Episode):
         super().__init__(ctx)
         self.pc = ctx.cfg.episodes.propose_critic
         self.maturity = self.pc.maturity_init
-        self.log = ctx.run_dir / "episodes" / f"{self.kind}.jsonl"
         self.heldout: list[dict] | None = None  # held-out candidate sets: prompt, candidates, scores, order
-        saved = ctx.resume_from / "episodes" / self.kind if ctx.resume_from else None
-        if saved is not None and (saved / "state.json").is_file():
-            self.maturity = json.loads((saved / "state.json").read_text())["maturity"]
-        if saved is not None and (saved / "heldout.json").is_file():
-            self.heldout = json.loads((saved / "heldout.json").read_text())
 
     def start(self, step: int) -> None:
         """Resuming: the records past the checkpoint's step are dropped (that step runs again). A fresh run with
         heldout_tasks: the held-out candidate sets are made and the critic measured on them."""
-        trim_records(self.log, step)
+        super().start(step)
         if self.pc.heldout_tasks and self.heldout is None:
             t0 = time.time()
             self.heldout = self._heldout_sets(self.ctx)
@@ -108,7 +99,7 @@ class ProposeCriticEpisode(Episode):
         shots = ctx.shots(None, cfg.env.difficulty)
         prompts = [proposer.encode(i["prompt"], shots) for i in instances]
         sampling = replace(proposer.sampling, n=k, temperature=temperature)
-        out = proposer.generate(prompts, sampling, seed=cfg.seed * 7919 + step)
+        out = proposer.generate(prompts, sampling, seed=step_sampling(cfg.seed, step))
         texts = [[s.text for s in group] for group in out["samples"]]
         items = [{"data": inst["data"], "response": t} for inst, group in zip(instances, texts) for t in group]
         flat_scores, env_metrics = ctx.env.score(items)
@@ -118,13 +109,13 @@ class ProposeCriticEpisode(Episode):
         scale_advantages(proposed, w_proposer)
         t1 = time.perf_counter()
 
-        rng = random.Random(cfg.seed * 1_000_003 + step)  # the shown order: a function of (seed, step)
+        rng = random.Random(step_order(cfg.seed, step))  # the shown order
         orders = [rng.sample(range(k), k) for _ in instances]
         critic_prompts = self._critic_prompts(critic, [{"prompt": inst["prompt"], "candidates": group, "order": order}
                                                        for inst, group, order in zip(instances, texts, orders)])
         csampling = replace(critic.sampling, n=pc.critic_samples, temperature=pc.critic_temperature,
                             max_new_tokens=pc.critic_max_new_tokens, cuts_fraction=0.0)
-        cout = critic.generate(critic_prompts, csampling, seed=cfg.seed * 7919 + step + CRITIC_SEED)
+        cout = critic.generate(critic_prompts, csampling, seed=step_sampling(cfg.seed, step, PROPOSE_CRITIC_CRITIC))
         groups = [judge_group(scores[g], orders[g], [parse_pick(pc.critic_prefix + s.text, k)
                                                            for s in cout["samples"][g]])
                   for g in range(len(instances))]
@@ -169,10 +160,10 @@ class ProposeCriticEpisode(Episode):
 
     def _record(self, step: int, groups: list[dict], orders: list[list[int]], scores: list[list[float]],
                 cout: dict) -> None:
-        append_records(self.log, [{"step": step, "group": g, "scores": scores[g], "order": order, "chosen": r["chosen"],
-                                   "critic_rewards": r["rewards"], "mixed": r["mixed"],
-                                   "critic_responses": [s.text for s in cout["samples"][g]]}
-                                  for g, (r, order) in enumerate(zip(groups, orders))])
+        self.record(step, [{"group": g, "scores": scores[g], "order": order, "chosen": r["chosen"],
+                            "critic_rewards": r["rewards"], "mixed": r["mixed"],
+                            "critic_responses": [s.text for s in cout["samples"][g]]}
+                           for g, (r, order) in enumerate(zip(groups, orders))])
 
     # -- held-out candidate sets --------------------------------------------------------------------------------
     def _critic_prompts(self, critic, sets: list[dict]) -> list[list[int]]:
@@ -185,14 +176,14 @@ class ProposeCriticEpisode(Episode):
         """The proposer's k_min answers (at temperature_min) to heldout_tasks tasks no step draws; the mixed ones."""
         proposer, cfg, pc = ctx.policy("proposer"), ctx.cfg, self.pc
         k = pc.k_min
-        instances = ctx.env.sample([HELDOUT_SEED + i for i in range(pc.heldout_tasks)], cfg.env.difficulty)
+        instances = ctx.env.sample(seed_range(PROPOSE_CRITIC_HELDOUT, pc.heldout_tasks), cfg.env.difficulty)
         shots = ctx.shots(None, cfg.env.difficulty)
         prompts = [proposer.encode(i["prompt"], shots) for i in instances]
         out = proposer.generate(prompts, replace(proposer.sampling, n=k, temperature=pc.temperature_min),
-                                seed=HELDOUT_SEED)
+                                seed=PROPOSE_CRITIC_HELDOUT)
         texts = [[s.text for s in group] for group in out["samples"]]
         flat, _ = ctx.env.score([{"data": i["data"], "response": t} for i, g in zip(instances, texts) for t in g])
-        rng = random.Random(HELDOUT_SEED)
+        rng = random.Random(PROPOSE_CRITIC_HELDOUT)
         sets = [{"prompt": inst["prompt"], "candidates": group, "scores": flat[g * k:(g + 1) * k],
                  "order": rng.sample(range(k), k)} for g, (inst, group) in enumerate(zip(instances, texts))]
         return [s for s in sets if is_mixed(s["scores"])]
@@ -203,7 +194,7 @@ class ProposeCriticEpisode(Episode):
         critic, sets, run_dir, t0 = self.ctx.policy("critic"), self.heldout, self.ctx.run_dir, time.time()
         greedy = replace(critic.sampling, n=1, temperature=0.0, max_new_tokens=self.pc.critic_max_new_tokens,
                          cuts_fraction=0.0)
-        out = critic.generate(self._critic_prompts(critic, sets), greedy, seed=HELDOUT_SEED)
+        out = critic.generate(self._critic_prompts(critic, sets), greedy, seed=PROPOSE_CRITIC_HELDOUT)
         k = self.pc.k_min
         judged = [judge_group(s["scores"], s["order"], [parse_pick(self.pc.critic_prefix + g[0].text, k)])
                   for s, g in zip(sets, out["samples"])]
@@ -242,7 +233,7 @@ class ProposeCriticEpisode(Episode):
         pc, k = self.pc, self.pc.k_min
         sampling = replace(critic.sampling, n=pc.heldout_samples, temperature=pc.critic_temperature,
                            max_new_tokens=pc.critic_max_new_tokens, cuts_fraction=0.0)
-        out = critic.generate(self._critic_prompts(critic, sets), sampling, seed=HELDOUT_SEED + 1)
+        out = critic.generate(self._critic_prompts(critic, sets), sampling, seed=PROPOSE_CRITIC_HELDOUT + 1)
         rates = []
         for s, g in zip(sets, out["samples"]):
             picks = [parse_pick(pc.critic_prefix + x.text, k) for x in g]
@@ -252,8 +243,15 @@ class ProposeCriticEpisode(Episode):
                 "accuracy": sum(rates) / max(n, 1), "accuracy_ci": list(mean_interval(rates)), "rates": rates}
 
     def save(self, folder: Path) -> None:
-        out = folder / "episodes" / self.kind
+        out = self.state_dir(folder)
         out.mkdir(parents=True, exist_ok=True)
         (out / "state.json").write_text(json.dumps({"maturity": self.maturity}))
         if self.heldout is not None:
             (out / "heldout.json").write_text(json.dumps(self.heldout))
+
+    def load(self, folder: Path) -> None:
+        saved = self.state_dir(folder)
+        if (saved / "state.json").is_file():
+            self.maturity = json.loads((saved / "state.json").read_text())["maturity"]
+        if (saved / "heldout.json").is_file():
+            self.heldout = json.loads((saved / "heldout.json").read_text())

@@ -11,4 +11,11 @@ def episodes() -> tuple[type, ...]:
     return (ProposeCriticEpisode,)
 
 
-FAMILY = Family(name="propose_critic", kinds=('propose_critic',), episodes=episodes, config=ProposeCriticConfig)
+def report():
+    from cluster.episodes.propose_critic import report
+
+    return report
+
+
+FAMILY = Family(name="propose_critic", kinds=("propose_critic",), episodes=episodes, config=ProposeCriticConfig,
+                report=report)

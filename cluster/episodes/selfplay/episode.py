@@ -9,6 +9,7 @@ The solver side of self-play is the `task` episode over the library (cluster/epi
 from __future__ import annotations
 
 import time
+from cluster.config.seeds import step_sampling
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import reward_metrics, to_trajectories
 from cluster.episodes.selfplay.library_loop import Proposal
@@ -41,7 +42,7 @@ class EvoEnvEpisode(Episode):
         texts, lineages = evo.generator_prompts(step, generator)
         prompts = [evo.encode_generator_prompt(generator, t) for t in texts]
         sampling = evo.generator_sampling(generator)
-        out = generator.generate(prompts, sampling, seed=ctx.cfg.seed * 7919 + step)
+        out = generator.generate(prompts, sampling, seed=step_sampling(ctx.cfg.seed, step))
         t1 = time.perf_counter()
         proposals = [Proposal(group=g, lineage=lineages[g], text=ctx.cfg.selfplay.response_prefix + s.text)
                      for g, group in enumerate(out["samples"]) for s in group]

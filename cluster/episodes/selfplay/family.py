@@ -28,5 +28,11 @@ def setup(ctx) -> None:
     install(ctx)
 
 
+def report():
+    from cluster.episodes.selfplay import report
+
+    return report
+
+
 FAMILY = Family(name="selfplay", kinds=("evoenv",), episodes=episodes, config=SelfPlayConfig, group="selfplay",
-                active=active, default_schedule=default_schedule, setup=setup)
+                active=active, default_schedule=default_schedule, setup=setup, report=report)

@@ -27,9 +27,11 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from cluster.reports import summary as report
+from cluster.episodes.selfplay import rejections
 from cluster.rundir.checkpoint import read_driver_state
 from cluster.config.errors import ConfigError
+from cluster.config.seeds import (GATE_PROMPTS, GENERATOR_HELDOUT, calibration_instances, calibration_sampling,
+                                   generator_order, review_instance)
 from envs.gates import PROPOSAL_GATES as GATES, CheckConfig, GateResult
 from envs.library import Library, LibraryEntry, LibraryError, mastered, sampling_weights
 from envs.novelty import NoveltyConfig, check_novelty, collapse_duplicates
@@ -37,9 +39,8 @@ from envs.proposal import extract_source, generator_prompt, parse_yes_no, self_r
 from envs.registry import seed_environments
 
 LIBRARY_DIR = "library"
-GENERATOR_HELDOUT_SEED = 2**41 + 17  # the generator's held-out prompts and sampling: the same before and after
 HELDOUT_STEP = -1  # the step a held-out measurement's proposals carry (no training step has it)
-PROPOSALS_DIR = report.PROPOSALS_DIR
+PROPOSALS_DIR = rejections.PROPOSALS_DIR
 
 
 @dataclass
@@ -136,9 +137,9 @@ class EvoEnv:
         (in_band false). Returns the records."""
         from cluster.episodes.selfplay.calibration import CalibrationCache, cache_key, nearest_to_band
 
-        from trainers.models import _cache_root
+        from trainers.models import cache_root
 
-        cache = CalibrationCache(_cache_root(self.cfg.model.cache_dir) / "calibration")
+        cache = CalibrationCache(cache_root(self.cfg.model.cache_dir) / "calibration")
         sampling = {k: getattr(self.solver.sampling, k) for k in ("temperature", "top_p", "top_k", "min_p",
                                                                    "max_new_tokens", "stop")}
         search = {"difficulties": sorted(self.sp.difficulties), "band": list(self.sp.band),
@@ -215,7 +216,7 @@ class EvoEnv:
     # -- generator ------------------------------------------------------------------
     def generator_prompts(self, step: int, generator, count: int | None = None,
                           seed: int | None = None) -> tuple[list[str], list[list[str]]]:
-        rng = random.Random(self.cfg.seed * 1_000_003 + step * 7 if seed is None else seed)
+        rng = random.Random(generator_order(self.cfg.seed, step) if seed is None else seed)
         # the run's own environment (kind task, e.g. a Reasoning Gym adapter importing its library) is not an
         # example of a file the generator could write; it is shown only when nothing else is active
         active = [e for e in self.library.active() if e.kind != "task"] or self.library.active()
@@ -271,17 +272,17 @@ class EvoEnv:
         after: fixed examples, fixed sampling seed), every gate as in training but nothing admitted, rewarded
         or trained on; run_dir/generator_eval_<tag>.json."""
         n = self.sp.generator_heldout
-        texts, lineages = self.generator_prompts(0, generator, count=n, seed=GENERATOR_HELDOUT_SEED)
+        texts, lineages = self.generator_prompts(0, generator, count=n, seed=GENERATOR_HELDOUT)
         out = generator.generate([self.encode_generator_prompt(generator, t) for t in texts],
-                                 self.generator_sampling(generator), seed=GENERATOR_HELDOUT_SEED)
+                                 self.generator_sampling(generator), seed=GENERATOR_HELDOUT)
         proposals = [Proposal(group=g, lineage=lineages[g], text=self.sp.response_prefix + s.text)
                      for g, group in enumerate(out["samples"]) for s in group]
         try:
             self._judge(HELDOUT_STEP, proposals, admit=False, tag=f"heldout_{tag}")
         finally:
             self.fleet.unload([p.env_id for p in proposals if p.env_id])
-        counts = report.new_rejections()
-        report.count_rejections(counts, [{"gates": p.gates} for p in proposals], HELDOUT_STEP)
+        counts = rejections.new_rejections()
+        rejections.count_rejections(counts, [{"gates": p.gates} for p in proposals], HELDOUT_STEP)
         result = {"prompts": n, "proposals": len(proposals),
                   "gates": {g: sum(any(r["gate"] == g and r["passed"] for r in p.gates) for p in proposals)
                             for g in GATES},
@@ -325,25 +326,25 @@ class EvoEnv:
         with (folder / f"step_{step:06d}.jsonl").open("w") as f:
             for r in records:
                 f.write(json.dumps(r) + "\n")
-        report.count_rejections(self.rejections, records, step)
-        report.write_rejections(folder, self.rejections)
-        report.prune_proposals(folder, self.sp.keep_proposals)
+        rejections.count_rejections(self.rejections, records, step)
+        rejections.write_rejections(folder, self.rejections)
+        rejections.prune_proposals(folder, self.sp.keep_proposals)
 
     def _start_rejections(self, resume_from: Path | None) -> dict:
         """The run's rejection counts: empty, or as they were at the checkpoint (proposal files of the
         steps after it belong to the abandoned rest of the run and go, as metrics rows do)."""
         if resume_from is None:
-            return report.new_rejections()
+            return rejections.new_rejections()
         first = int(read_driver_state(resume_from)["step"])
         saved = resume_from / PROPOSALS_DIR
         # a checkpoint written before the counts existed: count the run's files up to it
-        counts = report.read_rejections(saved if (saved / report.REJECTIONS_FILE).is_file() else self.proposals_dir,
+        counts = rejections.read_rejections(saved if (saved / rejections.REJECTIONS_FILE).is_file() else self.proposals_dir,
                                         before=first)
-        for path in report.proposal_files(self.proposals_dir):
-            if report.file_step(path) >= first:
+        for path in rejections.proposal_files(self.proposals_dir):
+            if rejections.file_step(path) >= first:
                 path.unlink()
         if self.proposals_dir.is_dir():
-            report.write_rejections(self.proposals_dir, counts)
+            rejections.write_rejections(self.proposals_dir, counts)
         return counts
 
     def _static_gates(self, step: int, proposals: list[Proposal], tag: str) -> None:
@@ -362,7 +363,7 @@ class EvoEnv:
                 p.name = str(info.get("name") or "env")
                 try:
                     self.fleet.load(p.env_id, p.source)
-                    inst = self.fleet.sample([11, 12, 13], self.sp.gate_difficulties[0], env_id=p.env_id)
+                    inst = self.fleet.sample(GATE_PROMPTS, self.sp.gate_difficulties[0], env_id=p.env_id)
                     p.prompts = [i["prompt"] for i in inst]
                 except Exception as e:  # environment code failing now (e.g. a timeout) fails the proposal
                     p.record(GateResult("novelty", False, f"could not sample instance prompts: {_short(e)}"))
@@ -380,7 +381,7 @@ class EvoEnv:
         questions, asked = [], []
         for p in proposals:
             try:
-                inst = self.fleet.sample([step * 101 + 7], d, env_id=p.env_id)[0]
+                inst = self.fleet.sample([review_instance(step)], d, env_id=p.env_id)[0]
             except Exception as e:
                 p.record(GateResult("L4", False, f"could not sample an instance to review: {_short(e)}"))
                 continue
@@ -409,12 +410,12 @@ class EvoEnv:
 
     def pass_rate(self, env_id: str, difficulty: int, step: int) -> float:
         """Mean solver score over N instances x n rollouts at one difficulty."""
-        seeds = [step * 1009 + difficulty * 97 + i for i in range(self.sp.calibration_instances)]
+        seeds = calibration_instances(step, difficulty, self.sp.calibration_instances)
         instances = self.fleet.sample(seeds, difficulty, env_id=env_id)
         shots = self.shots(env_id, difficulty)
         prompts = [self.solver.encode(i["prompt"], shots) for i in instances]
         sampling = replace(self.solver.sampling, n=self.sp.calibration_rollouts, cuts_fraction=0.0)
-        out = self.solver.generate(prompts, sampling, seed=self.cfg.seed * 31 + step * 7 + difficulty)
+        out = self.solver.generate(prompts, sampling, seed=calibration_sampling(self.cfg.seed, step, difficulty))
         items = [{"data": inst["data"], "response": s.text} for inst, g in zip(instances, out["samples"]) for s in g]
         scores, _ = self.fleet.score(items, env_id=env_id)
         return sum(scores) / max(len(scores), 1)
@@ -443,7 +444,7 @@ class EvoEnv:
     def save(self, folder: Path) -> None:
         """The library and the run's rejection counts so far (the proposal files stay in run_dir)."""
         self.library.copy_to(folder / LIBRARY_DIR)
-        report.write_rejections(folder / PROPOSALS_DIR, self.rejections)
+        rejections.write_rejections(folder / PROPOSALS_DIR, self.rejections)
 
 
 def calibrate(rate_at, difficulties, band) -> tuple[GateResult, dict]:

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import torch
 
+from cluster.config.seeds import TASK_HELDOUT, seed_range, step_sampling
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import response_ids, reward_metrics, to_trajectories
 from trainers.batch import Trajectory
 from trainers.cuts import mixed_group_metrics
-
-HELDOUT_SEED = 900_000_001  # held-out instances: seeds no training step draws (those are seed * 1_000_003 + ...)
 
 
 class TaskEpisode(Episode):
@@ -29,9 +28,6 @@ class TaskEpisode(Episode):
         self.ec = ctx.cfg.episodes.task
         self.heldout: list[Trajectory] | None = None
         self.pending: dict[int, tuple] = {}  # step -> (instances, prompts, rollouts in flight)
-        saved = ctx.resume_from / "episodes" / self.kind / "heldout_pairs.json" if ctx.resume_from else None
-        if saved is not None and saved.is_file():
-            self.heldout = [Trajectory.from_dict(d) for d in json.loads(saved.read_text())]
 
     def run(self, step: int, ctx) -> EpisodeResult:
         policy = ctx.policy("solver")
@@ -77,7 +73,7 @@ class TaskEpisode(Episode):
         instances = ctx.tasks.sample(step, ctx.data_seeds(step))
         prompts = [policy.encode(i["prompt"], ctx.shots(i.get("env"), i.get("difficulty", cfg.env.difficulty)))
                    for i in instances]
-        return instances, prompts, policy.submit(prompts, policy.sampling, seed=cfg.seed * 7919 + step)
+        return instances, prompts, policy.submit(prompts, policy.sampling, seed=step_sampling(cfg.seed, step))
 
     def lookahead(self, ctx) -> int:
         return ctx.policy("solver").pcfg.rollout.max_staleness
@@ -116,10 +112,10 @@ class TaskEpisode(Episode):
     def _heldout_pairs(self, ctx) -> list[Trajectory]:
         """Pairs on instances no step trains on: the environment's answer vs the policy's worst sample now."""
         policy = ctx.policy("solver")
-        seeds = [HELDOUT_SEED + i for i in range(self.ec.heldout_pairs)]
+        seeds = seed_range(TASK_HELDOUT, self.ec.heldout_pairs)
         instances = ctx.env.sample(seeds, ctx.cfg.env.difficulty)
         prompts = [policy.encode(i["prompt"]) for i in instances]
-        out = policy.generate(prompts, policy.sampling, seed=HELDOUT_SEED)
+        out = policy.generate(prompts, policy.sampling, seed=TASK_HELDOUT)
         items = [{"data": i["data"], "response": s.text} for i, g in zip(instances, out["samples"]) for s in g]
         rewards, _ = ctx.env.score(items)
         trajectories = to_trajectories(prompts, out["samples"], out["version"], "solver", self.kind, rewards)
@@ -141,10 +137,16 @@ class TaskEpisode(Episode):
                 "dpo/heldout_margin": sum(margins) / len(margins)}
 
     def save(self, folder: Path) -> None:
+        """online DPO's held-out pairs (made once, measured every step)."""
         if self.heldout is not None:
-            out = folder / "episodes" / self.kind
+            out = self.state_dir(folder)
             out.mkdir(parents=True, exist_ok=True)
             (out / "heldout_pairs.json").write_text(json.dumps([t.to_dict() for t in self.heldout]))
+
+    def load(self, folder: Path) -> None:
+        saved = self.state_dir(folder) / "heldout_pairs.json"
+        if saved.is_file():
+            self.heldout = [Trajectory.from_dict(d) for d in json.loads(saved.read_text())]
 
 
 def _as_pair(t: Trajectory, pair_id: int, chosen: bool) -> Trajectory:

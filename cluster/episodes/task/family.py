@@ -11,4 +11,10 @@ def episodes() -> tuple[type, ...]:
     return (TaskEpisode,)
 
 
-FAMILY = Family(name="task", kinds=('task',), episodes=episodes, config=TaskEpisodeConfig)
+def report():
+    from cluster.episodes.task import report
+
+    return report
+
+
+FAMILY = Family(name="task", kinds=("task",), episodes=episodes, config=TaskEpisodeConfig, report=report)

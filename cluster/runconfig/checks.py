@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from cluster.config.errors import ConfigError
+from cluster.config.seeds import FEWSHOT_MAX
 
 
 def _check(ok: bool, message: str) -> None:
@@ -30,7 +31,8 @@ def validate(cfg) -> None:
     _episodes(cfg, policies)
     _judges(cfg)
     _heldout(cfg)
-    _check(0 <= cfg.env.fewshot <= 16, f"env.fewshot={cfg.env.fewshot}: solved examples per prompt, 0 to 16")
+    _check(0 <= cfg.env.fewshot <= FEWSHOT_MAX,
+           f"env.fewshot={cfg.env.fewshot}: solved examples per prompt, 0 to {FEWSHOT_MAX}")
     _check(cfg.logger.worker_logs in ("file", "console"),
            f"logger.worker_logs={cfg.logger.worker_logs!r}: use file or console")
     if cfg.env.rg_config:

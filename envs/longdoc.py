@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 
 KINDS = ("needle", "multihop", "count")
 MIN_LENGTH, MAX_LENGTH = 200, 200_000
-HELDOUT_SEED_OFFSET = 1_000_000_000  # held-out task seeds start here; train seeds stay below it
+HELDOUT_SEED_OFFSET = 10**12  # held-out task seeds start here; train seeds (cluster/config/seeds.py memory_tasks) stay below it
 _ATTEMPTS = 50  # redraws before giving up on a (seed, kind, length); a redraw is rare
 
 # ---------------------------------------------------------------------------------------------------------

@@ -5,17 +5,17 @@ Instance seeds (what an environment's sample() gets), by range:
 
     training      step_instances         seed * 1_000_003 + step * 10_007 + i
                   memory_tasks           3_000_000 + seed * 1_000_003 + step * 1_000 + i
-                                         (long documents; their held-out tasks: envs/longdoc.py, from 1e9)
-    held-out      TASK_HELDOUT           900_000_001 + i
-    family sets   FAMILY_TASKS           2**42 + 1_000_000 * k + i: propose_critic's held-out tasks, delta_rubric's
-                                         train and held-out tasks, challenger's examples
-    calibration   calibration_instances  step * 1_009 + difficulty * 97 + i
+                                         (long documents; their held-out tasks: envs/longdoc.py, from 10**12)
     evaluation    eval_instances         2**40 + eval seed * 2**20 + i
     few-shot      fewshot_instances      2**41 + i
+    task sets     task_set(k)            2**42 + 1_000_000 * k + i: a family's fixed sets (held-out tasks, train
+                                         pairs, examples), one slot each (TASK_SETS lists who holds which)
+    calibration   calibration_instances  2**43 + step * 1_009 + difficulty * 97 + i
 
-Sampling seeds (what generate() gets): step_sampling (plus a second role's offset), phased_sampling,
-turn_sampling, calibration_sampling, worker_sampling, and the held-out sets' fixed seeds. Order seeds
-(random.Random): step_order, generator_order, GENERATOR_HELDOUT.
+Sampling seeds (what generate() gets): step_sampling (plus a second role's offset, the family's own),
+phased_sampling, turn_sampling, calibration_sampling, worker_sampling, and the fixed sets' seeds. Order seeds
+(random.Random): step_order, generator_order, GENERATOR_HELDOUT. tests/cluster/test_seeds.py checks that the
+ranges of different uses never overlap.
 """
 from __future__ import annotations
 
@@ -42,22 +42,24 @@ def memory_tasks(run_seed: int, step: int, count: int) -> list[int]:
     return seed_range(MEMORY_TASKS + run_seed * RUN_STRIDE + step * 1_000, count)
 
 
-# -- a family's fixed task sets, each FAMILY_TASKS_MAX wide ----------------------------------------------------
-FAMILY_TASKS = 2**42
-FAMILY_TASKS_MAX = 1_000_000
-PROPOSE_CRITIC_HELDOUT = FAMILY_TASKS  # also the held-out sets' sampling and order seed
-DELTA_RUBRIC_TRAIN = FAMILY_TASKS + 1_000_000  # the train pairs' tasks; also their sampling seed
-DELTA_RUBRIC_HELDOUT = FAMILY_TASKS + 2_000_000  # the held-out pairs' tasks; also their sampling seed
-CHALLENGER_EXAMPLES = FAMILY_TASKS + 3_000_000
+# -- a family's fixed task sets, TASK_SET_SIZE wide each -----------------------------------------------------------
+TASK_SETS_START = 2**42
+TASK_SET_SIZE = 1_000_000
+TASK_SETS = 5  # slots handed out: 0 critic's held-out sets, 1 and 2 judge pairs (train, held-out), 3 examples
+# of generated questions, 4 online DPO's held-out pairs (each family names its slot where it uses it)
 
 
-def challenger_examples(step: int, prompts: int, examples: int) -> list[int]:
-    """The instances shown as examples in a challenger step's prompts: `examples` per prompt, new each step."""
-    return [CHALLENGER_EXAMPLES + (step * prompts + g) * max(examples, 1) + i
-            for g in range(prompts) for i in range(examples)]
+def task_set(k: int) -> int:
+    """The first seed of fixed task set k (a set's sampling and order seeds may reuse it)."""
+    if not 0 <= k < TASK_SETS:
+        raise ValueError(f"task set {k}: the seed plan hands out {TASK_SETS} (cluster/config/seeds.py)")
+    return TASK_SETS_START + k * TASK_SET_SIZE
 
 
-TASK_HELDOUT = 900_000_001  # the task family's held-out dpo pairs; also their sampling seed
+def example_instances(base: int, step: int, prompts: int, examples: int) -> list[int]:
+    """Instances shown as examples in a step's prompts, from the task set at `base`: `examples` per prompt, new
+    each step."""
+    return [base + (step * prompts + g) * max(examples, 1) + i for g in range(prompts) for i in range(examples)]
 
 # -- evaluation and few-shot examples --------------------------------------------------------------------------
 EVAL = 2**40  # `evoforge eval` and heldout.*: far above any seed a training run draws
@@ -79,9 +81,12 @@ def fewshot_instances(count: int) -> list[int]:
 
 
 # -- self-play: calibration (the L5 search) and the other gates' probes ---------------------------------------
+CALIBRATION = 2**43  # pass-rate measurements: above every other range
+
+
 def calibration_instances(step: int, difficulty: int, count: int) -> list[int]:
     """The instances of one pass-rate measurement at a difficulty (step 0: the library's start)."""
-    return seed_range(step * 1009 + difficulty * 97, count)
+    return seed_range(CALIBRATION + step * 1009 + difficulty * 97, count)
 
 
 def calibration_sampling(run_seed: int, step: int, difficulty: int) -> int:
@@ -106,9 +111,6 @@ def generator_order(run_seed: int, step: int) -> int:
 
 
 # -- sampling and order ------------------------------------------------------------------------------------------
-CHALLENGER_SOLVER = 300_007  # a second role's offset from its step's sampling seed
-PROPOSE_CRITIC_CRITIC = 500_009
-DELTA_RUBRIC_VERIFIER = 700_001
 MEMORY_HELDOUT = 5_000_011  # the memory family's held-out episodes (greedy: only ties depend on it)
 
 
@@ -118,7 +120,7 @@ def step_sampling(run_seed: int, step: int, offset: int = 0) -> int:
 
 
 def phased_sampling(run_seed: int, step: int) -> int:
-    """The sampling seed of a step with several generate phases (cso): phase k adds k."""
+    """The sampling seed of a step with several generate phases: phase k adds k."""
     return run_seed * 7919 + step * 101
 
 

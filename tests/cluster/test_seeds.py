@@ -11,9 +11,9 @@ from envs.longdoc import HELDOUT_SEED_OFFSET
 RUN_SEEDS = 1000  # run seeds and evaluation seeds: 0..1000
 STEPS = 100_000
 PROMPTS = 4096  # prompts, tasks or instances a step (or a measurement) draws at most
-EXAMPLES = 16  # challenger examples per prompt at most
+EXAMPLES = 16  # examples per prompt at most
 DIFFICULTIES = 100
-SET = seeds.FAMILY_TASKS_MAX  # a family's fixed task set at most
+SET = seeds.TASK_SET_SIZE  # a family's fixed task set at most
 
 
 def span(low: list[int], high: list[int]) -> tuple[int, int]:
@@ -24,31 +24,18 @@ def span(low: list[int], high: list[int]) -> tuple[int, int]:
 RANGES = {  # name -> (use, first seed, last seed)
     "step instances": ("training", *span(seeds.step_instances(0, 0, 1),
                                          seeds.step_instances(RUN_SEEDS, STEPS, PROMPTS))),
-    "challenger examples": ("training", *span(seeds.challenger_examples(0, 1, 1),
-                                              seeds.challenger_examples(STEPS, PROMPTS, EXAMPLES))),
-    "delta_rubric train tasks": ("training", *span(seeds.seed_range(seeds.DELTA_RUBRIC_TRAIN, 1),
-                                                   seeds.seed_range(seeds.DELTA_RUBRIC_TRAIN, SET))),
-    "task held-out pairs": ("held-out", *span(seeds.seed_range(seeds.TASK_HELDOUT, 1),
-                                              seeds.seed_range(seeds.TASK_HELDOUT, PROMPTS))),
-    "propose_critic held-out tasks": ("held-out", *span(seeds.seed_range(seeds.PROPOSE_CRITIC_HELDOUT, 1),
-                                                        seeds.seed_range(seeds.PROPOSE_CRITIC_HELDOUT, SET))),
-    "delta_rubric held-out tasks": ("held-out", *span(seeds.seed_range(seeds.DELTA_RUBRIC_HELDOUT, 1),
-                                                      seeds.seed_range(seeds.DELTA_RUBRIC_HELDOUT, SET))),
     "evaluation": ("evaluation", *span(seeds.eval_instances(0, 1),
                                        seeds.eval_instances(RUN_SEEDS, seeds.EVAL_STRIDE))),
     "few-shot": ("few-shot", *span(seeds.fewshot_instances(1), seeds.fewshot_instances(seeds.FEWSHOT_MAX))),
     "calibration": ("calibration", *span(seeds.calibration_instances(0, 0, 1),
                                          seeds.calibration_instances(STEPS, DIFFICULTIES, PROMPTS))),
+    **{f"task set {k}": ("task set", *span(seeds.seed_range(seeds.task_set(k), 1),
+                                           seeds.seed_range(seeds.task_set(k), SET)))
+       for k in range(seeds.TASK_SETS)},
 }
-
-# Overlaps the plan has today, kept so that a run's seeds stay as they were; strict: fixing one fails here.
-KNOWN = {
-    frozenset({"step instances", "task held-out pairs"}):
-        "run seed 895 draws held-out pair 0 as prompt 3823 of step 499 (seed 0: prompt 442 of step 89937)",
-    frozenset({"step instances", "calibration"}):
-        "the library's start calibration at difficulty 1 measures seeds 97..104, which run seed 0's first step "
-        "draws when it has more than 97 prompts",
-}
+# the examples of generated questions: new ones each step, from their task set
+EXAMPLE_SPAN = span(seeds.example_instances(seeds.task_set(3), 0, 1, 1),
+                    seeds.example_instances(seeds.task_set(3), STEPS, PROMPTS, EXAMPLES))
 
 
 def overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -59,11 +46,9 @@ def pairs() -> list:
     """Every two ranges of different uses."""
     out = []
     for a, b in itertools.combinations(RANGES, 2):
-        if RANGES[a][0] == RANGES[b][0]:
-            continue  # two training ranges, or two held-out sets, may share seeds
-        known = KNOWN.get(frozenset({a, b}))
-        marks = [pytest.mark.xfail(strict=True, reason=known)] if known else []
-        out.append(pytest.param(a, b, id=f"{a} / {b}", marks=marks))
+        if RANGES[a][0] == RANGES[b][0] and RANGES[a][0] != "task set":
+            continue  # two training ranges may share seeds; two task sets may not
+        out.append(pytest.param(a, b, id=f"{a} / {b}"))
     return out
 
 
@@ -77,17 +62,32 @@ def test_the_ranges_are_ranges():
         assert 0 <= first <= last, name
 
 
-def test_every_known_overlap_names_two_ranges():
-    assert all(len(pair) == 2 and pair <= set(RANGES) for pair in KNOWN)
+def test_the_examples_stay_in_their_task_set_for_a_realistic_run():
+    """Examples of generated questions: 8 prompts x 4 examples a step, for 30,000 steps, within slot 3."""
+    last = seeds.example_instances(seeds.task_set(3), 30_000, 8, 4)[-1]
+    assert seeds.task_set(3) <= EXAMPLE_SPAN[0] and last < seeds.task_set(3) + SET
+    assert not any(overlap(EXAMPLE_SPAN, RANGES[name][1:]) for name in RANGES if not name.startswith("task set"))
+
+
+def test_each_family_holds_its_own_task_sets():
+    """The slots the families name where they use them: all different, all handed out by the plan."""
+    from cluster.episodes.challenger import episode as challenger
+    from cluster.episodes.delta_rubric import episode as delta_rubric
+    from cluster.episodes.propose_critic import episode as propose_critic
+    from cluster.episodes.task import episode as task
+
+    used = [propose_critic.HELDOUT, delta_rubric.TRAIN, delta_rubric.HELDOUT, challenger.EXAMPLES, task.HELDOUT]
+    assert sorted(used) == [seeds.task_set(k) for k in range(seeds.TASK_SETS)]
+    with pytest.raises(ValueError, match="task set 5: the seed plan hands out 5"):
+        seeds.task_set(seeds.TASK_SETS)
 
 
 def test_evaluation_seeds_never_reach_the_next_evaluation_seed():
     assert seeds.eval_instances(1, 1)[0] == seeds.eval_instances(0, seeds.EVAL_STRIDE)[-1] + 1
 
 
-def test_a_family_set_ends_before_the_next_one_starts():
-    starts = sorted([seeds.PROPOSE_CRITIC_HELDOUT, seeds.DELTA_RUBRIC_TRAIN, seeds.DELTA_RUBRIC_HELDOUT,
-                     seeds.CHALLENGER_EXAMPLES])
+def test_a_task_set_ends_before_the_next_one_starts():
+    starts = [seeds.task_set(k) for k in range(seeds.TASK_SETS)]
     assert all(b - a >= SET for a, b in zip(starts, starts[1:]))
 
 
@@ -96,7 +96,6 @@ def test_the_generator_held_out_prompts_are_no_steps_prompts():
     assert not overlap(steps, (seeds.GENERATOR_HELDOUT, seeds.GENERATOR_HELDOUT))
 
 
-@pytest.mark.xfail(strict=True, reason="run seed 996 trains on held-out document 0 as task 8 of step 998")
 def test_memory_step_tasks_never_reach_the_held_out_documents():
     train = span(seeds.memory_tasks(0, 0, 1), seeds.memory_tasks(RUN_SEEDS, STEPS, PROMPTS))
     heldout = (HELDOUT_SEED_OFFSET, HELDOUT_SEED_OFFSET + RUN_SEEDS + PROMPTS)  # envs/longdoc.split_tasks

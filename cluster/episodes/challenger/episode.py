@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from cluster.config.seeds import CHALLENGER_SOLVER, challenger_examples, step_sampling
+from cluster.config.seeds import example_instances, step_sampling, task_set
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import reward_metrics, to_trajectories
 from envs.challenge import (
@@ -28,6 +28,9 @@ from envs.challenge import (
     uncertainty_reward,
 )
 from envs.critique import answer_key
+
+EXAMPLES = task_set(3)  # the instances shown as examples of the task family
+SOLVER_OFFSET = 300_007  # the solver's sampling seed: the step's plus this
 
 
 def challenger_rewards(questions: list[str], ps: list[float], threshold: float, weight: float) -> tuple[list, list]:
@@ -56,7 +59,7 @@ class ChallengerEpisode(Episode):
         challenger, solver, cfg, cc = ctx.policy("challenger"), ctx.policy("solver"), ctx.cfg, self.cc
         t0 = time.perf_counter()
         count = cfg.algorithm.prompts_per_step
-        seeds = challenger_examples(step, count, cc.examples)
+        seeds = example_instances(EXAMPLES, step, count, cc.examples)
         examples = [i["prompt"] for i in ctx.env.sample(seeds, cfg.env.difficulty)] if cc.examples else []
         prompts = [challenger.encode(challenger_prompt(examples[g * cc.examples:(g + 1) * cc.examples], cc.family))
                    for g in range(count)]
@@ -68,7 +71,7 @@ class ChallengerEpisode(Episode):
         solver_prompts = [solver.encode(cc.solver_template.format(question=questions[i]), shots) for i in asked]
         t1 = time.perf_counter()
         sout = solver.generate(solver_prompts, replace(solver.sampling, n=cc.answers),
-                               seed=step_sampling(cfg.seed, step, CHALLENGER_SOLVER)) if asked else {
+                               seed=step_sampling(cfg.seed, step, SOLVER_OFFSET)) if asked else {
             "samples": [], "version": 0, "off_policy": False}
         t2 = time.perf_counter()
         labels, ps = [None] * len(questions), [0.0] * len(questions)

@@ -25,13 +25,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from actors.judge import parse_preference
-from cluster.config.seeds import (DELTA_RUBRIC_HELDOUT, DELTA_RUBRIC_TRAIN, DELTA_RUBRIC_VERIFIER, seed_range,
-                                   step_order, step_sampling)
+from cluster.config.seeds import seed_range, step_order, step_sampling, task_set
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import response_ids, reward_metrics, to_trajectories
 from cluster.evaluation.stats import paired_delta, wilson
 from envs.rubric import direct_prompt, parse_letter, planner_prompt, verifier_prompt
 from trainers.batch import Trajectory
+
+TRAIN = task_set(1)  # the train pairs' tasks; also their sampling seed
+HELDOUT = task_set(2)  # the held-out pairs' tasks; also their sampling seed
+VERIFIER_OFFSET = 700_001  # the verifier's sampling seed: the step's plus this
 
 
 def build_pairs(instances: list[dict], answers: list[list[str]], scores: list[list[float]]) -> list[dict]:
@@ -103,8 +106,8 @@ class DeltaRubricEpisode(Episode):
         ctx, dc = self.ctx, self.dc
         if self.pairs is None:
             t0 = time.time()
-            self.pairs = {"train": self._make_pairs(ctx, DELTA_RUBRIC_TRAIN, dc.train_tasks),
-                          "heldout": self._make_pairs(ctx, DELTA_RUBRIC_HELDOUT, dc.heldout_tasks)
+            self.pairs = {"train": self._make_pairs(ctx, TRAIN, dc.train_tasks),
+                          "heldout": self._make_pairs(ctx, HELDOUT, dc.heldout_tasks)
                           if dc.heldout_tasks else []}
             if not self.pairs["train"]:
                 from cluster.config.errors import ConfigError
@@ -139,7 +142,7 @@ class DeltaRubricEpisode(Episode):
         ver_prompts = [verifier.encode(verifier_prompt(*shown_pairs[i][:3], c, dc.max_response_chars))
                        for i, c in checklists]
         answers, vout = self._verify(verifier, ver_prompts, dc.verifications, dc.temperature,
-                                     seed=step_sampling(cfg.seed, step, DELTA_RUBRIC_VERIFIER))
+                                     seed=step_sampling(cfg.seed, step, VERIFIER_OFFSET))
         t1 = time.perf_counter()
         verdicts = [[a["verdict"] for a in g] for g in answers]
         labels = [shown_pairs[i][3] for i, _ in checklists]
@@ -208,10 +211,10 @@ class DeltaRubricEpisode(Episode):
     def _judge_rubric(self, orders: list[tuple[str, str, str]]) -> list[str | None]:
         planner, verifier, dc = self.ctx.policy("planner"), self.ctx.policy("verifier"), self.dc
         prompts = [planner.encode(planner_prompt(q, a, b, dc.max_checks, dc.max_response_chars)) for q, a, b in orders]
-        plans = planner.generate(prompts, self._greedy(planner, dc.planner_max_new_tokens), seed=DELTA_RUBRIC_HELDOUT)
+        plans = planner.generate(prompts, self._greedy(planner, dc.planner_max_new_tokens), seed=HELDOUT)
         prompts = [verifier.encode(verifier_prompt(q, a, b, g[0].text, dc.max_response_chars))
                    for (q, a, b), g in zip(orders, plans["samples"])]
-        answers, _ = self._verify(verifier, prompts, 1, 0.0, seed=DELTA_RUBRIC_HELDOUT)
+        answers, _ = self._verify(verifier, prompts, 1, 0.0, seed=HELDOUT)
         return [g[0]["verdict"] for g in answers]
 
     def _judge_direct(self, orders: list[tuple[str, str, str]]) -> list[str | None]:
@@ -220,7 +223,7 @@ class DeltaRubricEpisode(Episode):
         prefix = response_ids(verifier.tokenizer, dc.verdict_prefix.lstrip("\n")) if dc.verdict_prefix else []
         prompts = [verifier.encode(direct_prompt(q, a, b, dc.max_response_chars)) + prefix for q, a, b in orders]
         tokens = dc.verdict_max_new_tokens if prefix else dc.verifier_max_new_tokens
-        out = verifier.generate(prompts, self._greedy(verifier, tokens), seed=DELTA_RUBRIC_HELDOUT)
+        out = verifier.generate(prompts, self._greedy(verifier, tokens), seed=HELDOUT)
         return [parse_letter(g[0].text) if prefix else parse_preference(g[0].text) for g in out["samples"]]
 
     def measure(self, tag: str) -> dict:

@@ -26,11 +26,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from cluster.config.seeds import PROPOSE_CRITIC_CRITIC, PROPOSE_CRITIC_HELDOUT, seed_range, step_order, step_sampling
+from cluster.config.seeds import seed_range, step_order, step_sampling, task_set
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.evaluation.stats import mean_interval, paired_delta, wilson
 from cluster.episodes.common import response_ids, reward_metrics, scale_advantages, to_trajectories
 from envs.critique import majority_index, parse_pick, render_candidates
+
+HELDOUT = task_set(0)  # the held-out candidate sets' tasks; also their sampling and order seed
+CRITIC_OFFSET = 500_009  # the critic's sampling seed: the step's plus this
 
 
 def explore(maturity: float, pc) -> tuple[int, float]:
@@ -115,7 +118,7 @@ class ProposeCriticEpisode(Episode):
                                                        for inst, group, order in zip(instances, texts, orders)])
         csampling = replace(critic.sampling, n=pc.critic_samples, temperature=pc.critic_temperature,
                             max_new_tokens=pc.critic_max_new_tokens, cuts_fraction=0.0)
-        cout = critic.generate(critic_prompts, csampling, seed=step_sampling(cfg.seed, step, PROPOSE_CRITIC_CRITIC))
+        cout = critic.generate(critic_prompts, csampling, seed=step_sampling(cfg.seed, step, CRITIC_OFFSET))
         groups = [judge_group(scores[g], orders[g], [parse_pick(pc.critic_prefix + s.text, k)
                                                            for s in cout["samples"][g]])
                   for g in range(len(instances))]
@@ -176,14 +179,14 @@ class ProposeCriticEpisode(Episode):
         """The proposer's k_min answers (at temperature_min) to heldout_tasks tasks no step draws; the mixed ones."""
         proposer, cfg, pc = ctx.policy("proposer"), ctx.cfg, self.pc
         k = pc.k_min
-        instances = ctx.env.sample(seed_range(PROPOSE_CRITIC_HELDOUT, pc.heldout_tasks), cfg.env.difficulty)
+        instances = ctx.env.sample(seed_range(HELDOUT, pc.heldout_tasks), cfg.env.difficulty)
         shots = ctx.shots(None, cfg.env.difficulty)
         prompts = [proposer.encode(i["prompt"], shots) for i in instances]
         out = proposer.generate(prompts, replace(proposer.sampling, n=k, temperature=pc.temperature_min),
-                                seed=PROPOSE_CRITIC_HELDOUT)
+                                seed=HELDOUT)
         texts = [[s.text for s in group] for group in out["samples"]]
         flat, _ = ctx.env.score([{"data": i["data"], "response": t} for i, g in zip(instances, texts) for t in g])
-        rng = random.Random(PROPOSE_CRITIC_HELDOUT)
+        rng = random.Random(HELDOUT)
         sets = [{"prompt": inst["prompt"], "candidates": group, "scores": flat[g * k:(g + 1) * k],
                  "order": rng.sample(range(k), k)} for g, (inst, group) in enumerate(zip(instances, texts))]
         return [s for s in sets if is_mixed(s["scores"])]
@@ -194,7 +197,7 @@ class ProposeCriticEpisode(Episode):
         critic, sets, run_dir, t0 = self.ctx.policy("critic"), self.heldout, self.ctx.run_dir, time.time()
         greedy = replace(critic.sampling, n=1, temperature=0.0, max_new_tokens=self.pc.critic_max_new_tokens,
                          cuts_fraction=0.0)
-        out = critic.generate(self._critic_prompts(critic, sets), greedy, seed=PROPOSE_CRITIC_HELDOUT)
+        out = critic.generate(self._critic_prompts(critic, sets), greedy, seed=HELDOUT)
         k = self.pc.k_min
         judged = [judge_group(s["scores"], s["order"], [parse_pick(self.pc.critic_prefix + g[0].text, k)])
                   for s, g in zip(sets, out["samples"])]
@@ -233,7 +236,7 @@ class ProposeCriticEpisode(Episode):
         pc, k = self.pc, self.pc.k_min
         sampling = replace(critic.sampling, n=pc.heldout_samples, temperature=pc.critic_temperature,
                            max_new_tokens=pc.critic_max_new_tokens, cuts_fraction=0.0)
-        out = critic.generate(self._critic_prompts(critic, sets), sampling, seed=PROPOSE_CRITIC_HELDOUT + 1)
+        out = critic.generate(self._critic_prompts(critic, sets), sampling, seed=HELDOUT + 1)
         rates = []
         for s, g in zip(sets, out["samples"]):
             picks = [parse_pick(pc.critic_prefix + x.text, k) for x in g]

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import torch
 
-from cluster.config.seeds import TASK_HELDOUT, seed_range, step_sampling
+from cluster.config.seeds import seed_range, step_sampling, task_set
 from cluster.episodes.protocol import Episode, EpisodeResult, RoleUpdate
 from cluster.episodes.common import response_ids, reward_metrics, to_trajectories
 from trainers.batch import Trajectory
 from trainers.cuts import mixed_group_metrics
+
+HELDOUT = task_set(4)  # online DPO's held-out pairs: instances no step trains on; also their sampling seed
 
 
 class TaskEpisode(Episode):
@@ -112,10 +114,10 @@ class TaskEpisode(Episode):
     def _heldout_pairs(self, ctx) -> list[Trajectory]:
         """Pairs on instances no step trains on: the environment's answer vs the policy's worst sample now."""
         policy = ctx.policy("solver")
-        seeds = seed_range(TASK_HELDOUT, self.ec.heldout_pairs)
+        seeds = seed_range(HELDOUT, self.ec.heldout_pairs)
         instances = ctx.env.sample(seeds, ctx.cfg.env.difficulty)
         prompts = [policy.encode(i["prompt"]) for i in instances]
-        out = policy.generate(prompts, policy.sampling, seed=TASK_HELDOUT)
+        out = policy.generate(prompts, policy.sampling, seed=HELDOUT)
         items = [{"data": i["data"], "response": s.text} for i, g in zip(instances, out["samples"]) for s in g]
         rewards, _ = ctx.env.score(items)
         trajectories = to_trajectories(prompts, out["samples"], out["version"], "solver", self.kind, rewards)

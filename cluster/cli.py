@@ -16,9 +16,7 @@ commands:
   env show NAME --run DIR   an environment of a run's library: source, gate reports, calibration, usage
   env check PATH      run the admission gates L1-L3 on an environment file in the sandbox (--json)
   report RUN          write RUN/report.html: one self-contained page of a finished run (--out PATH)
-  replay RUN          a memory-agent run's episodes; --episode N prints one transcript (tool calls, outputs,
-                      deletions, reward)
-
+{family_commands}
 examples:
   evoforge train                         GRPO on the tiny model, embedded local Ray cluster
   evoforge train model=smollm2 steps=50  SmolLM2-135M-Instruct
@@ -28,11 +26,24 @@ examples:
 """
 
 
+def usage() -> str:
+    """HELP with the commands the episode families add (cluster/episodes/registry.py)."""
+    import textwrap
+
+    from cluster.episodes.registry import command_help
+
+    lines = []
+    for name, what in command_help():
+        text = textwrap.wrap(what, 86)
+        lines += [f"  {name:<18}  {text[0]}", *(f"  {'':<18}  {more}" for more in text[1:])]
+    return HELP.replace("{family_commands}", "".join(line + "\n" for line in lines))
+
+
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `evoforge env list | head` ends quietly
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(HELP, end="")
+        print(usage(), end="")
         return 0
     command, rest = argv[0], argv[1:]
     if command == "train":
@@ -53,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         from cluster.reports.html import main as report_main
 
         return report_main(rest)
-    if command == "replay":
-        from cluster.replay import main as replay_main
+    from cluster.episodes.registry import commands
 
-        return replay_main(rest)
+    family_commands = commands()
+    if command in family_commands:
+        return family_commands[command](rest)
     print(f"evoforge: unknown command {command!r}; try `evoforge --help`", file=sys.stderr)
     return 2
 

@@ -24,8 +24,12 @@ class Family:
     default_schedule: Optional[Callable[[Any], Optional[list[str]]]] = None
     # before the first step: what the family adds to the run's context (self-play: its library as the task source)
     setup: Optional[Callable[[Any], None]] = None
-    # imports and returns its report section (summarize, format_summary, write_plots, html, step_line)
+    # imports and returns its report section (summarize, format_summary, write_plots, html, step_parts, ...)
     report: Optional[Callable[[], Any]] = None
+    # `evoforge <name> ...` commands of its own: (name and arguments, what it does) for `evoforge --help`, and a
+    # function that imports and returns {name: main(argv) -> exit code}
+    command_help: tuple[tuple[str, str], ...] = ()
+    commands: Optional[Callable[[], dict[str, Callable[[list[str]], int]]]] = None
 
     @property
     def key(self) -> str:

@@ -62,6 +62,19 @@ def default_pattern(cfg) -> list[str]:
     return ["task"]
 
 
+def commands() -> dict:
+    """`evoforge <name>` commands the families add: name -> main(argv) (imports each family's)."""
+    out = {}
+    for family in FAMILIES.values():
+        if family.commands is not None:
+            out.update(family.commands())
+    return out
+
+
+def command_help() -> list[tuple[str, str]]:
+    return [line for family in FAMILIES.values() for line in family.command_help]
+
+
 def report_sections() -> dict:
     """family name -> its report section (a module: summarize, format_summary, write_plots, html, key_figures,
     step_parts; optionally OWN_PLOTS, PAIRS_KEY), in the registry's order; families without one are left out."""

@@ -100,3 +100,13 @@ def test_the_echo_family_is_one_folder_outside_the_product():
 
     assert "tests/families/echo" in inspect.getsourcefile(family).replace("\\", "/")
     assert "echo" not in registry.FAMILIES
+
+
+def test_family_commands_are_listed_in_the_help_and_dispatched():
+    from cluster.cli import main, usage
+
+    names = set(registry.commands())
+    assert names == {line.split()[0] for line, _ in registry.command_help()} and "replay" in names
+    assert not names & {"train", "eval", "env", "report"}
+    assert "  replay RUN " in usage() and "{family_commands}" not in usage()
+    assert main(["replay", "/nonexistent-run"]) != 0  # reached the family's command, which names the problem

@@ -18,5 +18,14 @@ def report():
     return report
 
 
+def commands() -> dict:
+    from cluster.episodes.memory.replay import main
+
+    return {"replay": main}
+
+
 FAMILY = Family(name="memory", kinds=("memory_agent", "memory_expert", "memagent"), episodes=episodes,
-                config=MemoryConfig, report=report)
+                config=MemoryConfig, report=report,
+                command_help=(("replay RUN", "a memory-agent run's episodes; --episode N prints one transcript (tool "
+                                             "calls, outputs, deletions, reward)"),),
+                commands=commands)

@@ -164,3 +164,35 @@ def private_imports(root: Path = None) -> list[str]:
 
 def test_no_private_name_is_imported_across_modules():
     assert private_imports() == []
+
+
+CLUSTER_LAYERS = (  # lowest first: a module imports its own layer and the ones below, never one above
+    {"config", "rundir"}, {"evaluation"}, {"runtime"}, {"episodes"}, {"reports", "runconfig"},
+    {"cli", "train", "driver", "sweep", "evaluate", "env_cli"},  # the commands and the driver loop
+)
+
+
+def cluster_layer(module: str) -> int:
+    part = module.split(".")[1] if module.count(".") else ""
+    return next((i for i, names in enumerate(CLUSTER_LAYERS) if part in names), -1)
+
+
+def upward_imports(root: Path = None) -> list[str]:
+    return [f"{a} imports {b}" for a, targets in import_graph(root).items() if a.startswith("cluster.")
+            for b in sorted(targets) if b.startswith("cluster.") and cluster_layer(b) > cluster_layer(a)]
+
+
+def test_cluster_imports_only_downwards():
+    assert all(cluster_layer(m) >= 0 for m in import_graph() if m.startswith("cluster.")), \
+        [m for m in import_graph() if m.startswith("cluster.") and cluster_layer(m) < 0]
+    assert upward_imports() == []
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path):
+    for pkg in PACKAGES:
+        (tmp_path / pkg).mkdir()
+    for sub in ("config", "runtime"):
+        (tmp_path / "cluster" / sub).mkdir()
+    (tmp_path / "cluster" / "runtime" / "pool.py").write_text("from cluster.config.errors import ConfigError\n")
+    (tmp_path / "cluster" / "config" / "errors.py").write_text("def f():\n    from cluster.runtime import pool\n")
+    assert upward_imports(tmp_path) == ["cluster.config.errors imports cluster.runtime.pool"]

@@ -14,7 +14,7 @@ Instance seeds (what an environment's sample() gets), by range:
 
 Sampling seeds (what generate() gets): step_sampling (plus a second role's offset, the family's own),
 phased_sampling, turn_sampling, calibration_sampling, worker_sampling, and the fixed sets' seeds. Order seeds
-(random.Random): step_order, generator_order, GENERATOR_HELDOUT. tests/cluster/test_seeds.py checks that the
+(random.Random): step_order, generator_order, GENERATOR_HELDOUT. tests/cluster/test_seed_plan.py checks that the
 ranges of different uses never overlap.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The episode protocol, and the declaration of an episode family (one folder under cluster/episodes/).
+"""The episode protocol: what every episode of a family implements, and what its step returns.
 
     episode = EPISODES[kind](ctx)
     result = episode.run(step, ctx)    # rollouts -> environments / judges -> trajectories per role, advantages set

@@ -43,8 +43,6 @@ class Context:
             return self.roles[role]
         if len(self.policies) == 1:
             return next(iter(self.policies))
-        if role == "reviewer" and "generator" in self.roles:
-            return self.roles["generator"]
         raise ConfigError(f"role '{role}' is not mapped to a policy: set roles.{role}=<one of "
                           f"{', '.join(self.policies)}>")
 

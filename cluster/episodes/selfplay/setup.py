@@ -18,6 +18,8 @@ def install(ctx) -> None:
         texts = [Path(p).read_text(encoding="utf-8") for p in sp.fixed_proposals]
         ctx.stand_ins["generator"] = ScriptedPolicy(ctx.policy("generator"),
                                                     [f"```python\n{t.rstrip()}\n```" for t in texts])
+    if "generator" in ctx.roles:  # the policy reviews what it proposed, unless roles.reviewer says otherwise
+        ctx.roles.setdefault("reviewer", ctx.roles["generator"])
     if "review" not in ctx.judges:  # judges.review, when the run names one, reviews instead
         ctx.judges["review"] = reviewer(ctx)
     library = EvoEnv(cfg, ctx.run_dir, ctx.env, ctx.policy("solver"), ctx.judges["review"], ctx.resume_from,

@@ -1,0 +1,154 @@
+"""Each mechanism against its named baseline at one budget: several seeds, the same held-out instances for every
+arm, and the paired difference of held-out scores (method - baseline, per instance, pooled over seeds) with its
+95% interval. One table, negative rows included.
+
+    unshare -n sh -c 'ip link set lo up && exec "$0" "$@"' .venv/bin/python bench/effects.py cso
+    ... bench/effects.py cso --smoke        # the tiny model, 2 steps, 1 seed, 8 held-out instances: the path only
+
+A comparison names its arms (a method and its baselines, as `evoforge train` overrides), what every arm shares
+(the task, model, budget, held-out set) and the seeds. Each (arm, seed) is one training run under
+bench/out/effects/<comparison>/; its held-out scores after training (eval_after.json: one score per instance)
+are paired with the baseline's on the same instances. Wall time is the sum over the arm's runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cluster.evaluation.stats import mean_interval, paired_delta  # noqa: E402
+
+OUT = ROOT / "bench" / "out" / "effects"
+
+
+@dataclass
+class Comparison:
+    task: str  # what the held-out instances are, for the table
+    model: str
+    common: tuple[str, ...]  # every arm's overrides: task, model, budget, held-out set
+    arms: dict[str, tuple[str, ...]]  # arm -> its own overrides; the first is the mechanism, the others baselines
+    seeds: tuple[int, ...] = (0, 1, 2)
+    smoke: tuple[str, ...] = ()  # overrides of --smoke: the path end to end in a few minutes
+    note: str = ""  # why the mechanism has a structural reason to win here
+
+
+COMPARISONS = {
+    # CSO: stepwise_sum, four one-digit numbers added one partial sum per line; only the final answer is verified,
+    # so a failure's credit sits on its first wrong line, which trajectory-level pairs and GRPO dilute over the
+    # whole response. Equal rollout budget per step (sequences generated, every stage counted).
+    "cso": Comparison(
+        task="stepwise_sum, difficulty 2", model="SmolLM2-135M-Instruct",
+        common=("+experiment=cso_cpu", "hydra.mode=RUN", "logger.wandb.enabled=false", "logger.progress=false",
+                "save_every=0"),
+        arms={"cso": ("+method=cso",), "trajectory_dpo": ("+method=trajectory_dpo",), "grpo": ("+method=grpo",)},
+        smoke=("model=tiny", "rollout=hf", "steps=2", "heldout.instances=8", "episodes.cso.prm=mc",
+               "algorithm.prompts_per_step=4", "episodes.cso.rollout_budget=0"),
+        note="credit on the first wrong step vs the whole trajectory, at the same sequences per step"),
+}
+
+
+@dataclass
+class ArmResult:
+    scores: dict[str, list[float]] = field(default_factory=dict)  # "seed/task" -> per-instance scores after
+    seconds: float = 0.0
+    failed: list[str] = field(default_factory=list)
+
+
+def run_arm(name: str, comp: Comparison, arm: str, seeds, smoke: bool) -> ArmResult:
+    result = ArmResult()
+    for seed in seeds:
+        run_dir = OUT / name / arm / f"seed{seed}"
+        args = [sys.executable, "-m", "cluster.train", *comp.common, *comp.arms[arm], f"seed={seed}",
+                f"run_dir={run_dir}", *(comp.smoke if smoke else ())]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        with (run_dir.parent / f"seed{seed}.log").open("w") as log:
+            rc = subprocess.call(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        result.seconds += time.perf_counter() - t0
+        after = run_dir / "eval_after.json"
+        if rc != 0 or not after.is_file():
+            result.failed.append(f"seed {seed}: rc={rc}, see {run_dir.parent / f'seed{seed}.log'}")
+            continue
+        for row in json.loads(after.read_text()):
+            result.scores[f"{seed}/{row['task']}"] = [float(s) for s in row["scores"]]
+        print(f"  {arm:<16} seed {seed}  {time.perf_counter() - t0:7.1f} s", flush=True)
+    return result
+
+
+def table(name: str, comp: Comparison, results: dict[str, ArmResult], seeds, smoke: bool) -> str:
+    method, *baselines = comp.arms
+    lines = [f"### {name}: {method} against {', '.join(baselines)}" + (" (smoke: the path only)" if smoke else ""),
+             "", f"{comp.note}.", "",
+             "| mechanism | baseline | task | model | seeds | held-out n | mechanism acc [95% CI] | baseline acc "
+             "[95% CI] | paired difference [95% CI] | wall time (both arms) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    m = results[method]
+    for base in baselines:
+        b = results[base]
+        keys = [k for k in m.scores if k in b.scores and len(m.scores[k]) == len(b.scores[k])]
+        ms = [s for k in keys for s in m.scores[k]]
+        bs = [s for k in keys for s in b.scores[k]]
+        if not ms:
+            lines.append(f"| {method} | {base} | {comp.task} | {comp.model} | - | 0 | - | - | - | "
+                         f"{m.seconds + b.seconds:.0f} s |")
+            continue
+        d = paired_delta(bs, ms)
+        lo_m, hi_m = mean_interval(ms)
+        lo_b, hi_b = mean_interval(bs)
+        verdict = "" if not d["significant"] else (" (method better)" if d["delta"] > 0 else " (baseline better)")
+        lines.append(f"| {method} | {base} | {comp.task} | {'tiny' if smoke else comp.model} | "
+                     f"{len({k.split('/')[0] for k in keys})} | {len(ms)} | {sum(ms) / len(ms):.3f} [{lo_m:.3f}, "
+                     f"{hi_m:.3f}] | {sum(bs) / len(bs):.3f} [{lo_b:.3f}, {hi_b:.3f}] | {d['delta']:+.3f} "
+                     f"[{d['delta_ci'][0]:+.3f}, {d['delta_ci'][1]:+.3f}]{verdict} | {m.seconds + b.seconds:.0f} s |")
+    failed = [f"{arm}: {f}" for arm, r in results.items() for f in r.failed]
+    if failed:
+        lines += ["", "failed runs: " + "; ".join(failed)]
+    return "\n".join(lines)
+
+
+def cpu_flags() -> str:
+    try:
+        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+    return ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "no avx2"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("comparisons", nargs="*", default=list(COMPARISONS), choices=list(COMPARISONS))
+    ap.add_argument("--seeds", type=int, nargs="+", help="the run seeds (default: each comparison's)")
+    ap.add_argument("--smoke", action="store_true", help="the tiny model for 2 steps on 8 held-out instances, 1 seed")
+    args = ap.parse_args(argv)
+    header = (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {cpu_count()} cores, "
+              f"CPU flags: {cpu_flags()}; command: bench/effects.py {' '.join(argv or sys.argv[1:])}")
+    print(header, flush=True)
+    tables = []
+    for name in args.comparisons:
+        comp = COMPARISONS[name]
+        seeds = tuple(args.seeds or ((comp.seeds[0],) if args.smoke else comp.seeds))
+        results = {arm: run_arm(name, comp, arm, seeds, args.smoke) for arm in comp.arms}
+        tables.append(table(name, comp, results, seeds, args.smoke))
+        print("\n" + tables[-1] + "\n", flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / ("effects_smoke.md" if args.smoke else "effects.md")).write_text(header + "\n\n" + "\n\n".join(tables) + "\n")
+    return 0
+
+
+def cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,7 +7,7 @@ arm, and the paired difference of held-out scores (method - baseline, per instan
 
 A comparison names its arms (a method and its baselines, as `evoforge train` overrides), what every arm shares
 (the task, model, budget, held-out set) and the seeds. Each (arm, seed) is one training run under
-bench/out/effects/<comparison>/; its held-out scores after training (eval_after.json: one score per instance)
+bench/out/effects/<comparison>/ (bench/out/effects/<comparison>-smoke/ for --smoke), started afresh; its held-out scores after training (eval_after.json: one score per instance)
 are paired with the baseline's on the same instances. Wall time is the sum over the arm's runs.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -66,7 +67,8 @@ class ArmResult:
 def run_arm(name: str, comp: Comparison, arm: str, seeds, smoke: bool) -> ArmResult:
     result = ArmResult()
     for seed in seeds:
-        run_dir = OUT / name / arm / f"seed{seed}"
+        run_dir = OUT / (f"{name}-smoke" if smoke else name) / arm / f"seed{seed}"
+        shutil.rmtree(run_dir, ignore_errors=True)  # bench/out is the benchmark's own: each run starts afresh
         args = [sys.executable, "-m", "cluster.train", *comp.common, *comp.arms[arm], f"seed={seed}",
                 f"run_dir={run_dir}", *(comp.smoke if smoke else ())]
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -56,13 +56,7 @@ def total(rows: list[dict], key: str) -> int:
     return int(sum(v for _, v in series(rows, key)))
 
 
-def fmt(value, digits: int = 3, sign: bool = False) -> str:
-    """A number as text, "-" for None."""
-    if value is None:
-        return "-"
-    if isinstance(value, float) or sign:
-        return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-    return str(value)
+fmt = html_num  # a number as text ("-" for None): the same words in the text summary and on the page
 
 
 def change_verdict(change: dict) -> str:

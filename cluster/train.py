@@ -9,9 +9,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from cluster.runconfig.store import register_configs
 from cluster.config.errors import ConfigError
 from cluster.runconfig.checks import validate
+from cluster.runconfig.store import register_configs
 
 register_configs()
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -32,13 +32,13 @@ def run(cfg, run_dir: Path, resolved: dict) -> dict:
         driver.train()
     finally:
         stop_ray()
-    from cluster.reports.summary import print_summary, summarize
+    from cluster.reports.summary import format_summary, summarize
 
     summary = summarize(run_dir)
     if summary["sections"] or summary["roles"] or summary["held_out"]:  # a family's own, roles, held-out; plots
         from cluster.reports.html import write_report
 
-        print_summary(run_dir)
+        print(format_summary(summary))
         page = write_report(run_dir)  # writes the plots too
         plots = ", ".join(p.name for p in sorted((run_dir / "plots").glob("*.png")))
         print(f"evoforge: wrote {page} (the whole run on one page) and plots/ ({plots})")

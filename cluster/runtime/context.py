@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cluster.config.errors import ConfigError
 from cluster.config.schema import DEFAULT_POLICY, resolve_judges, resolve_policies
 from cluster.config.seeds import step_instances
 from cluster.evaluation.heldout import fewshot_examples
 from cluster.runtime.policy import Policy, ScriptedPolicy
 from cluster.runtime.tasks import EnvTasks
-from cluster.config.errors import ConfigError
 from trainers.advantages import EMABaseline, role_advantages
 
 
@@ -51,15 +51,13 @@ class Context:
 
     # -- judges ------------------------------------------------------------------------
     def _judges(self) -> dict:
-        cfg = self.cfg
-        judges = {}
-        specs = resolve_judges(cfg)
-        if specs:
-            from cluster.runtime.judges import JudgePool
+        specs = resolve_judges(self.cfg)
+        if not specs:
+            return {}
+        from cluster.runtime.judges import JudgePool
 
-            for name, jc in specs.items():
-                judges[name] = JudgePool(name, jc, cfg.cluster.placement_strategy, cfg.model)
-        return judges
+        return {name: JudgePool(name, jc, self.cfg.cluster.placement_strategy, self.cfg.model)
+                for name, jc in specs.items()}
 
     # -- shared by episodes --------------------------------------------------------------
     def shots(self, env_id: str | None, difficulty: int) -> list[tuple[str, str]]:

@@ -7,6 +7,8 @@ STAMP       := $(VENV)/.installed
 # Tests that start Ray or torch.distributed run in a private network namespace (loopback only).
 NETNS       := $(shell unshare -n true 2>/dev/null && echo yes)
 ISOLATE     := $(if $(NETNS),unshare -n sh -c 'ip link set lo up && exec "$$0" "$$@"',)
+# Two pytest workers (pytest-xdist), each test file on one of them with the Ray head it shares; 1 for a serial run.
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?= --durations=25
 
 .PHONY: install install-gpu system-run system-test run test bench clean
@@ -56,7 +58,7 @@ run: system-run install
 # where Docker cannot run this prints why and the Docker tests skip.
 test: system-test install
 	-$(PY) tests/envs/conftest_docker.py --build-image
-	$(ISOLATE) $(PY) -m pytest -q $(PYTEST_ARGS)
+	$(ISOLATE) $(PY) -m pytest -q $(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 bench: system-test install
 	$(ISOLATE) $(PY) bench/step_time.py

@@ -19,8 +19,10 @@ from actors.weights import is_tied_copy, manifest, pack_state_dict
 from trainers.ds_config import deepspeed_config
 
 
-@ray.remote
-class LearnerWorker:
+class LearnerRank:
+    """One rank's model, DeepSpeed engine and objectives: the body of a LearnerWorker actor (and of a
+    HybridWorker, which also hosts the policy's rollout engine)."""
+
     def __init__(self, rank: int, cfg, model_path: str, dtype: str, micro: int, use_reference: bool, share: int = 1):
         """`micro`: DeepSpeed's train_micro_batch_size_per_gpu (bookkeeping: the number of micro steps,
         hence gradient accumulation, is set per update); `use_reference`: load the frozen reference model
@@ -272,6 +274,11 @@ class LearnerWorker:
         path, _ = self.engine.load_checkpoint(folder, tag=tag)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint {tag!r} in {folder}")
+
+
+@ray.remote
+class LearnerWorker(LearnerRank):
+    """A learner rank in a process of its own."""
 
 
 def _fused_adamw(params) -> bool | None:

@@ -38,8 +38,10 @@ def make_backend(name: str, model_path: str, dtype: str, device: str, lora_rank:
     raise ValueError(f"rollout.backend={name!r}: available backends are 'hf', 'vllm'")
 
 
-@ray.remote
-class RolloutWorker:
+class RolloutHost:
+    """One generation engine and its weight versions: the body of a RolloutWorker actor, or the rollout half of
+    a HybridWorker (actors/hybrid_worker.py), which hosts it inside a learner rank's process."""
+
     def __init__(self, index: int, model_path: str, backend: str = "hf", dtype: str = "float32", threads: int = 0,
                  lora_rank: int = 0, sleep_mode: bool = False, max_model_len: int = 2048, share: int = 1,
                  cpu_kv_cache_gib: float = 1.0):
@@ -47,10 +49,10 @@ class RolloutWorker:
         torch.set_num_threads(auto_threads(threads, share))
         device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
         self.index = index
-        self.engine = make_backend(backend, model_path, dtype, device, lora_rank, sleep_mode, max_model_len,
+        self.sampler = make_backend(backend, model_path, dtype, device, lora_rank, sleep_mode, max_model_len,
                                    cpu_kv_cache_gib)
         self.version = 0
-        self.sync_group, self.sync_manifest, self._sync_buffer = None, None, None
+        self.receive_group, self.sync_manifest, self._sync_buffer = None, None, None
 
     def ready(self) -> dict:
         return {"index": self.index, "pid": os.getpid(), "version": self.version}
@@ -68,17 +70,17 @@ class RolloutWorker:
         """Join learner rank 0's broadcast group as `rank` (a new group replaces an old one)."""
         from actors.sync_group import SyncGroup
 
-        self.sync_group = None
-        self.sync_group = SyncGroup(host, port, rank, world_size, backend)
+        self.receive_group = None
+        self.receive_group = SyncGroup(host, port, rank, world_size, backend)
         self.sync_manifest, self._sync_buffer = manifest, None
 
     def receive_weights(self, version: int) -> dict:
         """Take part in one broadcast from learner rank 0 and load it, if it is the expected newer version."""
-        if self.sync_group is None:
+        if self.receive_group is None:
             raise RuntimeError(f"worker {self.index} has not joined a weight sync group")
         start = time.perf_counter()
         msg = self.sync_manifest
-        flat = self.sync_group.receive(version, msg.nbytes, self._sync_buffer)
+        flat = self.receive_group.receive(version, msg.nbytes, self._sync_buffer)
         self._sync_buffer = flat  # reused by the next sync
         self._check_newer(version)
         self._load(msg, unpack_flat(msg, flat), version)
@@ -90,26 +92,31 @@ class RolloutWorker:
 
     def _load(self, msg: WeightsMessage, state: dict, version: int) -> None:
         if msg.kind == "lora":
-            if not hasattr(self.engine, "load_adapter"):
+            if not hasattr(self.sampler, "load_adapter"):
                 raise ValueError(f"worker {self.index}: this backend cannot serve LoRA adapters; send full weights")
-            self.engine.load_adapter(state, msg.adapter_config, version)
+            self.sampler.load_adapter(state, msg.adapter_config, version)
         else:
-            self.engine.load_weights(state)
+            self.sampler.load_weights(state)
         self.version = version
 
     def sleep(self) -> None:
-        self.engine.sleep()
+        self.sampler.sleep()
 
     def wake_up(self) -> None:
-        self.engine.wake_up()
+        self.sampler.wake_up()
 
     def generate(self, prompts: list[list[int]], sampling, seed: int) -> dict:
         start = time.perf_counter()
-        samples = self.engine.generate(prompts, sampling, seed)
+        samples = self.sampler.generate(prompts, sampling, seed)
         tokens = sum(len(s.response_ids) for group in samples for s in group)
         return {"version": self.version, "samples": samples, "tokens": tokens,
                 "seconds": time.perf_counter() - start}
 
     def weights_fingerprint(self) -> float:
         """Sum of all parameters: a cheap check that two copies hold the same weights."""
-        return float(sum(p.double().sum() for p in self.engine.named_parameters().values()))
+        return float(sum(p.double().sum() for p in self.sampler.named_parameters().values()))
+
+
+@ray.remote
+class RolloutWorker(RolloutHost):
+    """A generation engine in a process of its own (rollout.placement=workers)."""

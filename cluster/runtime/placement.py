@@ -51,7 +51,20 @@ def compute_share(cfg, part: str) -> int:
     threads=0 (auto): a CPU node's cores are split among them. Rollouts and updates take turns unless
     rollouts overlap the update (rollout.max_staleness > 0); then both sides split the cores."""
     ranks, workers = cfg.learner.world_size, cfg.rollout.num_workers
+    if rollout_in_learner(cfg):  # one process takes turns between generating and training
+        return ranks
     overlap = cfg.rollout.max_staleness > 0
     if part == "learner":
         return ranks + (workers if overlap else 0)
     return workers + (ranks if overlap else 0)
+
+
+def rollout_in_learner(cfg) -> bool:
+    """Whether the policy's rollout engine lives inside learner rank 0 (a HybridWorker) rather than in rollout
+    workers of its own. rollout.placement=auto chooses it where it costs nothing: one transformers engine (hf)
+    with no GPU of its own, no sleep mode, no broadcast group."""
+    rc = cfg.rollout
+    if rc.placement != "auto":
+        return rc.placement == "learner"
+    return (rc.backend == "hf" and rc.num_workers == 1 and rc.gpus_per_worker == 0 and not rc.colocate
+            and rc.weight_sync != "broadcast")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from actors.rollout.hf_backend import Sample
 from cluster.runtime.learner_group import LearnerGroup
+from cluster.runtime.placement import rollout_in_learner
 from cluster.runtime.rollout_pool import RolloutPool
 from trainers.models import encode_prompt, load_tokenizer, prepare_model
 from trainers.objectives import get_objective
@@ -31,8 +32,15 @@ class Policy:
         self.model_path = prepare_model(pcfg.model)
         self.tokenizer = load_tokenizer(self.model_path)
         self.version = 0
-        self.rollout = RolloutPool(self.cfg, self.model_path, strategy, name=f"rollout-{name}", wait=False)
-        self.learners = LearnerGroup(self.cfg, self.model_path, strategy, name=f"learner-{name}", start=False)
+        if rollout_in_learner(self.cfg):  # the engine inside learner rank 0: one process fewer
+            rc = self.cfg.rollout
+            host = {"backend": rc.backend, "dtype": self.cfg.model.dtype, "max_model_len": rc.max_model_len}
+            self.learners = LearnerGroup(self.cfg, self.model_path, strategy, name=f"learner-{name}", start=False,
+                                         host_rollout=host)
+            self.rollout = RolloutPool(self.cfg, self.model_path, strategy, wait=False, hosts=[self.learners.hybrid])
+        else:
+            self.rollout = RolloutPool(self.cfg, self.model_path, strategy, name=f"rollout-{name}", wait=False)
+            self.learners = LearnerGroup(self.cfg, self.model_path, strategy, name=f"learner-{name}", start=False)
         self.learners.begin()  # the ranks set up while the run starts its other actors
         if start:
             self.start()

@@ -38,9 +38,12 @@ class Pending:
 
 
 class RolloutPool:
-    def __init__(self, cfg, model_path: str, strategy: str, name: str = "rollout", wait: bool = True):
+    def __init__(self, cfg, model_path: str, strategy: str, name: str = "rollout", wait: bool = True,
+                 hosts: list | None = None):
         """wait=False: the workers start loading and the constructor returns; wait_ready() waits for them
-        (a caller starting other actors meanwhile)."""
+        (a caller starting other actors meanwhile). hosts: engines already running inside other actors (a
+        HybridWorker: learner rank 0 of the policy) instead of workers of the pool's own; they cannot be
+        restarted apart from their learner."""
         rc = self.rc = cfg.rollout
         self.model_path, self.dtype = model_path, cfg.model.dtype
         self.lora = cfg.learner.lora.rank
@@ -50,9 +53,13 @@ class RolloutPool:
         self.version, self.weights_ref = 0, None
         self.group_ready, self.learners = False, None
         self.share = compute_share(cfg, "rollout")
-        self.pg = reserve(name, [bundle(rc.cpus_per_worker, rc.gpus_per_worker)] * rc.num_workers, strategy)
+        self.hosted = hosts is not None
+        if self.hosted:
+            self.transport, self.pg = "object_store", None
+        else:
+            self.pg = reserve(name, [bundle(rc.cpus_per_worker, rc.gpus_per_worker)] * rc.num_workers, strategy)
         self.replacements = Replacements(self._start)
-        self.workers = [self._start(i) for i in range(rc.num_workers)]
+        self.workers = list(hosts) if self.hosted else [self._start(i) for i in range(rc.num_workers)]
         self._loading = [w.ready.remote() for w in self.workers]
         if wait:
             self.wait_ready()
@@ -63,6 +70,10 @@ class RolloutPool:
             self._loading = []
 
     def _start(self, i: int):
+        if self.hosted:
+            raise RuntimeError("the rollout engine hosted in learner rank 0 (rollout.placement=learner) died with "
+                               "its learner: the run cannot go on without that rank; resume from the last "
+                               "checkpoint (or use rollout.placement=workers for restartable rollout workers)")
         return RolloutWorker.options(**on_bundle(self.pg, i), max_restarts=0).remote(
             i, self.model_path, self.rc.backend, self.dtype, self.rc.threads,
             self.lora if self.adapter_only else 0, self.rc.colocate, self.rc.max_model_len, self.share,

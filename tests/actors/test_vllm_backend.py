@@ -256,9 +256,11 @@ def test_rollout_worker_actor(ray_local, tiny_path):
     ray.kill(worker)
 
 
-def test_tied_embeddings_smollm2(monkeypatch):
-    """SmolLM2 ties lm_head to embed_tokens; learner state dicts leave lm_head.weight out."""
-    path = _model(name="smollm2")
+def test_tied_embeddings(monkeypatch):
+    """Models that tie lm_head to embed_tokens (SmolLM2 does; here a tiny Llama built tied, which takes vLLM's
+    same tied-head path in seconds): learner state dicts leave lm_head.weight out."""
+    path = _model(tiny_tied=True)
+    assert load_causal_lm(path).config.tie_word_embeddings
     backend, hf = VLLMBackend(path), HFBackend(path)
     texts = ("The capital of France is", "1, 2, 3,")
     prompts = [backend.tokenizer(t, add_special_tokens=False).input_ids for t in texts]

@@ -44,6 +44,9 @@ def test_cross_key_validation(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (["rollout.weight_sync=nccl"], "rollout.weight_sync='nccl': use auto, object_store or broadcast"),
+    (["rollout.placement=gpu"], "rollout.placement='gpu': use auto, workers or learner"),
+    (["rollout.placement=learner", "rollout.backend=vllm"], "rollout.placement=learner hosts one transformers "
+                                                            "engine in learner rank 0: it needs rollout.backend=hf"),
     (["rollout.colocate=true"], "rollout.colocate=true needs rollout.backend=vllm"),
     (["rollout.colocate=true", "rollout.backend=vllm"], "rollout.colocate=true needs GPUs"),
     (["rollout.colocate=true", "rollout.backend=vllm", "rollout.gpus_per_worker=0.5", "learner.gpus_per_rank=0.5",

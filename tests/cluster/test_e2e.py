@@ -51,6 +51,12 @@ def test_grpo_learns_repeat_digits(tmp_path, backend):
     hf = run / "checkpoints" / "step_000040" / "hf"
     model = AutoModelForCausalLM.from_pretrained(hf)
     assert model.config.num_hidden_layers == 2
+    # rollout.placement=auto: one transformers engine lives inside learner rank 0 (a hybrid worker, no rollout
+    # process of its own); a vLLM engine gets a rollout worker
+    actors = {line.split(":actor_name:")[1].strip() for log in (run / "logs").glob("worker-*.log")
+              for line in log.read_text().splitlines() if ":actor_name:" in line}
+    assert actors == ({"HybridWorker", "EnvExecutor"} if backend == "hf" else
+                      {"RolloutWorker", "LearnerWorker", "EnvExecutor"}), actors
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):

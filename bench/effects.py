@@ -54,6 +54,18 @@ COMPARISONS = {
         smoke=("model=tiny", "rollout=hf", "steps=2", "heldout.instances=8", "episodes.cso.prm=mc",
                "algorithm.prompts_per_step=4", "episodes.cso.rollout_budget=0"),
         note="credit on the first wrong step vs the whole trajectory, at the same sequences per step"),
+    # The same at twice the sequences per step and six terms (difficulty 4): more failed responses to expand
+    # (the first comparison mined 2 failures per step at difficulty 2), longer responses over which
+    # trajectory-level credit is spread, and room in the budget for 4 expansions per step instead of 2.
+    "cso_long": Comparison(
+        task="stepwise_sum, difficulty 4", model="SmolLM2-135M-Instruct",
+        common=("+experiment=cso_cpu", "hydra.mode=RUN", "logger.wandb.enabled=false", "logger.progress=false",
+                "save_every=0", "env.difficulty=4", "heldout.difficulty=4", "rollout.sampling.max_new_tokens=64",
+                "algorithm.prompts_per_step=24", "episodes.cso.mine_prompts=8", "episodes.cso.rollout_budget=96"),
+        arms={"cso": ("+method=cso",), "trajectory_dpo": ("+method=trajectory_dpo",), "grpo": ("+method=grpo",)},
+        smoke=("model=tiny", "rollout=hf", "steps=2", "heldout.instances=8", "episodes.cso.prm=mc",
+               "algorithm.prompts_per_step=4", "episodes.cso.mine_prompts=4", "episodes.cso.rollout_budget=0"),
+        note="credit on the first wrong step of six vs the whole trajectory, at 96 sequences per step"),
 }
 
 

@@ -89,6 +89,7 @@ def ray_local():
     import ray
 
     ray.init(address=shared_head().gcs, namespace="evoforge-tests", configure_logging=False,
+             log_to_driver=False,  # actors' prints would land between pytest's progress dots (xdist workers)
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     yield ray
     ray.shutdown()

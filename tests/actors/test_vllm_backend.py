@@ -256,6 +256,16 @@ def test_rollout_worker_actor(ray_local, tiny_path):
     ray.kill(worker)
 
 
+def test_smollm2_greedy_matches_transformers():
+    """The real small model (SmolLM2-135M-Instruct, tied embeddings, its BPE tokenizer) through vLLM: greedy
+    continuations equal transformers'. The tied head's weight sync is tested on a tiny tied model below."""
+    path = _model(name="smollm2")
+    backend, hf = VLLMBackend(path), HFBackend(path)
+    texts = ("The capital of France is", "1, 2, 3,")
+    prompts = [backend.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    assert [g[0].response_ids for g in _greedy(backend, prompts)] == [g[0].response_ids for g in _greedy(hf, prompts)]
+
+
 def test_tied_embeddings(monkeypatch):
     """Models that tie lm_head to embed_tokens (SmolLM2 does; here a tiny Llama built tied, which takes vLLM's
     same tied-head path in seconds): learner state dicts leave lm_head.weight out."""

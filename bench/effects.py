@@ -76,25 +76,33 @@ class ArmResult:
     failed: list[str] = field(default_factory=list)
 
 
-def run_arm(name: str, comp: Comparison, arm: str, seeds, smoke: bool) -> ArmResult:
+def run_arm(name: str, comp: Comparison, arm: str, seeds, smoke: bool, keep: bool = False) -> ArmResult:
+    """keep: a finished run of the same (arm, seed) (its eval_after.json and wall time on disk) is read, not
+    run again: a comparison adds seeds, or resumes where it was stopped."""
     result = ArmResult()
     for seed in seeds:
         run_dir = OUT / (f"{name}-smoke" if smoke else name) / arm / f"seed{seed}"
-        shutil.rmtree(run_dir, ignore_errors=True)  # bench/out is the benchmark's own: each run starts afresh
-        args = [sys.executable, "-m", "cluster.train", *comp.common, *comp.arms[arm], f"seed={seed}",
-                f"run_dir={run_dir}", *(comp.smoke if smoke else ())]
-        run_dir.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        with (run_dir.parent / f"seed{seed}.log").open("w") as log:
-            rc = subprocess.call(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        result.seconds += time.perf_counter() - t0
-        after = run_dir / "eval_after.json"
+        after, timing = run_dir / "eval_after.json", run_dir.parent / f"seed{seed}.seconds"
+        if keep and after.is_file() and timing.is_file():
+            rc, seconds = 0, float(timing.read_text())
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)  # bench/out is the benchmark's own: a run starts afresh
+            args = [sys.executable, "-m", "cluster.train", *comp.common, *comp.arms[arm], f"seed={seed}",
+                    f"run_dir={run_dir}", *(comp.smoke if smoke else ())]
+            run_dir.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            with (run_dir.parent / f"seed{seed}.log").open("w") as log:
+                rc = subprocess.call(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            seconds = time.perf_counter() - t0
+            if rc == 0:
+                timing.write_text(f"{seconds:.1f}\n")
+        result.seconds += seconds
         if rc != 0 or not after.is_file():
             result.failed.append(f"seed {seed}: rc={rc}, see {run_dir.parent / f'seed{seed}.log'}")
             continue
         for row in json.loads(after.read_text()):
             result.scores[f"{seed}/{row['task']}"] = [float(s) for s in row["scores"]]
-        print(f"  {arm:<16} seed {seed}  {time.perf_counter() - t0:7.1f} s", flush=True)
+        print(f"  {arm:<16} seed {seed}  {seconds:7.1f} s", flush=True)
     return result
 
 
@@ -142,6 +150,8 @@ def main(argv=None) -> int:
     ap.add_argument("comparisons", nargs="*", default=list(COMPARISONS), choices=list(COMPARISONS))
     ap.add_argument("--seeds", type=int, nargs="+", help="the run seeds (default: each comparison's)")
     ap.add_argument("--smoke", action="store_true", help="the tiny model for 2 steps on 8 held-out instances, 1 seed")
+    ap.add_argument("--keep", action="store_true",
+                    help="read finished runs of the same arm and seed instead of running them again")
     args = ap.parse_args(argv)
     header = (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {cpu_count()} cores, "
               f"CPU flags: {cpu_flags()}; command: bench/effects.py {' '.join(argv or sys.argv[1:])}")
@@ -150,7 +160,7 @@ def main(argv=None) -> int:
     for name in args.comparisons:
         comp = COMPARISONS[name]
         seeds = tuple(args.seeds or ((comp.seeds[0],) if args.smoke else comp.seeds))
-        results = {arm: run_arm(name, comp, arm, seeds, args.smoke) for arm in comp.arms}
+        results = {arm: run_arm(name, comp, arm, seeds, args.smoke, args.keep) for arm in comp.arms}
         tables.append(table(name, comp, results, seeds, args.smoke))
         print("\n" + tables[-1] + "\n", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -53,3 +53,29 @@ def test_weight_push_survives_a_dead_worker(ray_local, tiny_model_path):
     for w in p.workers:
         ray.kill(w)
     ray.util.remove_placement_group(p.pg)
+
+
+@ray.remote(num_cpus=0)
+class _Host:
+    """An engine hosted inside another actor (in a run: learner rank 0, a HybridWorker)."""
+
+    def ready(self) -> dict:
+        return {"index": 0}
+
+    def generate(self, prompts, sampling, seed) -> dict:
+        return {"version": 0, "samples": [[] for _ in prompts], "tokens": 0, "seconds": 0.0}
+
+
+def test_a_hosted_engine_that_dies_stops_the_run_naming_why(ray_local, tiny_model_path):
+    """rollout.placement=learner: the pool has no worker of its own to restart; a dead host is an error that
+    says what to do, not a new worker on a bundle the pool never reserved."""
+    import pytest
+
+    cfg = SimpleNamespace(rollout=RolloutConfig(), model=ModelConfig(), learner=LearnerConfig())
+    host = _Host.remote()
+    hosted = RolloutPool(cfg, tiny_model_path, "PACK", hosts=[host])
+    assert hosted.pg is None and hosted.transport == "object_store"
+    assert len(hosted.generate([[1, 2]], SamplingConfig(n=1), seed=0)["samples"]) == 1
+    ray.kill(host)
+    with pytest.raises(RuntimeError, match="died with its learner.*resume from the last checkpoint"):
+        hosted.generate([[1, 2]], SamplingConfig(n=1), seed=0)

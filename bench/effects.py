@@ -66,6 +66,19 @@ COMPARISONS = {
         smoke=("model=tiny", "rollout=hf", "steps=2", "heldout.instances=8", "episodes.cso.prm=mc",
                "algorithm.prompts_per_step=4", "episodes.cso.mine_prompts=4", "episodes.cso.rollout_budget=0"),
         note="credit on the first wrong step of six vs the whole trajectory, at 96 sequences per step"),
+    # The paper's setting: a stronger expert proposes the alternative at the critical step (here the task's own
+    # worked step, a scripted expert), and the policy must carry it to a verified answer. The trajectory-level
+    # baseline gets the same expert, as its whole worked answer preferred over the policy's worst sample.
+    "cso_oracle": Comparison(
+        task="stepwise_sum, difficulty 2", model="SmolLM2-135M-Instruct",
+        common=("+experiment=cso_cpu", "hydra.mode=RUN", "logger.wandb.enabled=false", "logger.progress=false",
+                "save_every=0", "episodes.cso.expert=oracle"),
+        arms={"cso": ("+method=cso",), "trajectory_dpo": ("+method=trajectory_dpo", "episodes.task.chosen=reference"),
+              "grpo": ("+method=grpo",)},
+        smoke=("model=tiny", "rollout=hf", "steps=2", "heldout.instances=8", "episodes.cso.prm=mc",
+               "algorithm.prompts_per_step=4", "episodes.cso.rollout_budget=0"),
+        note="the expert's step at the critical point, carried on by the policy and verified, vs the expert's whole "
+             "answer preferred over the policy's worst"),
 }
 
 

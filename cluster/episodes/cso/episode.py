@@ -142,8 +142,10 @@ class CSOEpisode(Episode):
         cc = self.cc
         critical = min(cc.candidates, steps)
         mc = (steps - 1) * cc.mc_samples if use_mc else 0
-        expert = critical * cc.alternatives if cc.expert == "policy" else 0
-        return mc + expert + critical * cc.alternatives * cc.branch_samples
+        # the scripted expert proposes its one reference step per site and generates nothing
+        proposals = cc.alternatives if cc.expert == "policy" else 1
+        expert = critical * proposals if cc.expert == "policy" else 0
+        return mc + expert + critical * proposals * cc.branch_samples
 
     def _score(self, pairs: list[tuple[dict, str]]) -> list[float]:
         if not pairs:

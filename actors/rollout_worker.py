@@ -50,7 +50,7 @@ class RolloutHost:
         device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
         self.index = index
         self.sampler = make_backend(backend, model_path, dtype, device, lora_rank, sleep_mode, max_model_len,
-                                   cpu_kv_cache_gib)
+                                    cpu_kv_cache_gib)
         self.version = 0
         self.receive_group, self.sync_manifest, self._sync_buffer = None, None, None
 

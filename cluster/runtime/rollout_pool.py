@@ -124,7 +124,7 @@ class RolloutPool:
         if stale:
             raise VersionMismatch(f"rollout workers answered with versions {stale}, expected {pending.version}")
         return {"samples": [g for o in outs for g in o["samples"]], "tokens": sum(o["tokens"] for o in outs),
-                "seconds": max(o["seconds"] for o in outs), "restarts": self.restarts, "version": pending.version}
+                "seconds": max((o["seconds"] for o in outs), default=0.0), "restarts": self.restarts, "version": pending.version}
 
     # -- weight sync -------------------------------------------------------------
     def sync(self, learners, version: int) -> dict:

@@ -99,6 +99,14 @@ def test_shared_policy_with_a_scripted_critic_accounts_every_reward(tmp_path):
         assert e["sampled"]["rates"] == pytest.approx(rates)
         assert e["sampled"]["accuracy"] == pytest.approx(sum(rates) / len(rates))
         assert e["no_pick"] == pytest.approx(sum(i % 4 >= 2 for i in range(len(sets))) / len(sets))
+        # the baselines per set, on the same sets: a random pick's chance; majority vote's hit
+        assert e["random"] == pytest.approx([sum(b) / 4 for b in best])
+        from envs.critique import majority_index
+        assert e["majority_hits"] == [float(s["scores"][majority_index(s["candidates"])] == max(s["scores"]))
+                                      for s in sets]
+        assert e["majority_baseline"] == pytest.approx(sum(e["majority_hits"]) / len(sets))
+        assert e["picked_number"] == [sum(i % 4 == 1 for i in range(len(sets))),
+                                      sum(i % 4 == 0 for i in range(len(sets))), 0, 0]  # "2" and "1", greedy
     change = e["sampled"]["change"]  # the same scripted picks: no change, an interval of zero width
     assert change["delta"] == 0 and change["delta_ci"] == [0, 0] and not change["significant"]
     assert "sampled picks (8 per set" in proc.stdout

@@ -39,6 +39,8 @@ def test_dead_worker_restarted_with_current_weights_and_prompts_reissued(ray_loc
     assert len(got["samples"]) == len(prompts) and all(len(g) == 2 for g in got["samples"])
     assert [[s.response_ids for s in g] for g in got["samples"]] == \
         [[s.response_ids for s in g] for g in expected["samples"]]  # same weights, same seeds, nothing twice
+    empty = steady.generate([], sampling, seed=5)  # nothing to generate: no call, an empty answer
+    assert empty["samples"] == [] and empty["tokens"] == 0 and empty["version"] == 1
     for p in (steady, flaky):
         for w in p.workers:
             ray.kill(w)

@@ -85,11 +85,14 @@ class ProposeCriticEpisode(Episode):
             self.heldout = self._heldout_sets(self.ctx)
             print(f"evoforge: propose_critic: {len(self.heldout)} held-out candidate sets (mixed) from "
                   f"{self.pc.heldout_tasks} tasks ({time.time() - t0:.0f} s)", flush=True)
-        if self.heldout is not None and step == 0:
+            if not self.heldout:
+                print("evoforge: propose_critic: no held-out set is mixed (each task's answers all score alike): "
+                      "the critic is not measured; raise episodes.propose_critic.heldout_tasks", flush=True)
+        if self.heldout and step == 0:
             self.measure("before")
 
     def finish(self) -> None:
-        if self.heldout is not None:
+        if self.heldout:
             self.measure("after")
 
     def run(self, step: int, ctx) -> EpisodeResult:
@@ -202,13 +205,20 @@ class ProposeCriticEpisode(Episode):
         judged = [judge_group(s["scores"], s["order"], [parse_pick(self.pc.critic_prefix + g[0].text, k)])
                   for s, g in zip(sets, out["samples"])]
         hits = [float(j["hits"][0]) for j in judged]
+        # the baselines per set, paired with the critic's hits: a random pick's chance, majority vote's hit
+        random_rates = [j["random"] for j in judged]
+        majority_hits = [float(s["scores"][majority_index(s["candidates"])] >= max(s["scores"]) - 1e-9) for s in sets]
+        shown = [parse_pick(self.pc.critic_prefix + g[0].text, k) for g in out["samples"]]
         n = len(sets)
         row = {"tag": tag, "sets": n, "k": k, "accuracy": sum(hits) / max(n, 1),
                "accuracy_ci": list(wilson(sum(hits), n)),
-               "random_baseline": sum(j["random"] for j in judged) / max(n, 1),
-               "majority_baseline": sum(s["scores"][majority_index(s["candidates"])] >= max(s["scores"]) - 1e-9
-                                        for s in sets) / max(n, 1),
+               "random_baseline": sum(random_rates) / max(n, 1),
+               "majority_baseline": sum(majority_hits) / max(n, 1),
                "no_pick": sum(j["chosen"][0] is None for j in judged) / max(n, 1), "hits": hits,
+               "random": random_rates, "majority_hits": majority_hits,
+               # how often each shown number is picked: a critic that reads the candidates spreads its picks as
+               # the right ones are spread (the order is shuffled); one number picked always is a position bias
+               "picked_number": [sum(p == i for p in shown) for i in range(1, k + 1)],
                "picks": [g[0].text for g in out["samples"]]}
         if self.pc.heldout_samples:
             row["sampled"] = self._sampled(critic, sets)

@@ -117,16 +117,21 @@ COMPARISONS = {
              "answer preferred over the policy's worst"),
     # Propose-then-Critic: keyword_sentence (one sentence using three given words). Right sentences differ from one
     # another, so majority vote over the proposer's 4 answers picks almost blindly; a critic that reads the
-    # candidates can check for the three words. The baselines need no training: majority vote and a random pick on
-    # the same held-out candidate sets, and the critic before its first step.
+    # candidates can check for the three words. The untrained critic names the last number shown whatever stands
+    # there (a position bias), so its GRPO groups on one shown order earn one reward and carry no signal; shown in
+    # 4 orders (1 sample each: the same 4 critic responses per set) the same number lands on different candidates.
+    # The baselines need no training: majority vote and a random pick on the same held-out candidate sets, and the
+    # critic before its first step; and the critic trained on one order per set.
     "critic": Comparison(
         task="keyword_sentence, 3 words, k=4 candidate sets", model="SmolLM2-135M-Instruct",
         common=CRITIC_JOB,
-        runs={"propose_critic": ()},
-        arms={"critic (after)": Arm("propose_critic", critic_eval("after", "hits")),
-              "majority vote": Arm("propose_critic", critic_eval("after", "majority_hits")),
-              "random pick": Arm("propose_critic", critic_eval("after", "random")),
-              "critic (before)": Arm("propose_critic", critic_eval("before", "hits"))},
+        runs={"four_orders": ("episodes.propose_critic.critic_orders=4", "episodes.propose_critic.critic_samples=1"),
+              "one_order": ()},
+        arms={"critic, 4 orders (after)": Arm("four_orders", critic_eval("after", "hits")),
+              "majority vote": Arm("four_orders", critic_eval("after", "majority_hits")),
+              "random pick": Arm("four_orders", critic_eval("after", "random")),
+              "critic (before)": Arm("four_orders", critic_eval("before", "hits")),
+              "critic, 1 order (after)": Arm("one_order", critic_eval("after", "hits"))},
         smoke=("model=tiny", "rollout=hf", "steps=2", "env.name=repeat_digits", "env.difficulty=1",
                "rollout.sampling.max_new_tokens=4", "episodes.propose_critic.heldout_tasks=16"),
         note="a critic that reads the candidates vs majority vote over answers that are right in different words"),

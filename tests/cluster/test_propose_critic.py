@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from cluster.episodes.common import scale_advantages
-from cluster.episodes.propose_critic.episode import explore, judge_group, loss_weights, update_maturity
+from cluster.episodes.propose_critic.episode import explore, judge_group, loss_weights, merge_views, update_maturity
 from trainers.batch import Trajectory
 
 PC = SimpleNamespace(k_min=4, k_max=8, temperature_min=0.7, temperature_max=1.0)
@@ -23,6 +23,22 @@ def test_judge_group_by_hand():
     assert r["random"] == 0.5 and r["mixed"] is True  # two of four candidates hold the best score
     flat = judge_group([0.25, 0.25], [1, 0], [1, 2])
     assert flat["mixed"] is False and flat["rewards"] == [0.25, 0.25] and flat["random"] == 1.0
+
+
+def test_a_position_biased_critic_has_a_signal_only_over_several_orders():
+    from trainers.advantages import role_advantages
+
+    scores = [1.0, 0.0, 0.0, 0.0]  # candidate 0 is the only right one
+    always_first = [1, 1]  # the critic names "1" whatever is shown there
+    one = judge_group(scores, [1, 0, 2, 3], always_first)  # one order: candidate 1 is shown first every time
+    assert one["rewards"] == [0.0, 0.0]
+    assert role_advantages(one["rewards"], ["critic"] * 2, [0, 0]).abs().sum() == 0  # nothing to learn
+    views = [judge_group(scores, order, always_first) for order in ([0, 1, 2, 3], [1, 0, 2, 3])]
+    group = merge_views(views)  # the same set in two orders, one group
+    assert group["chosen"] == [0, 0, 1, 1] and group["rewards"] == [1.0, 1.0, 0.0, 0.0]
+    assert group["hits"] == [True, True, False, False] and group["mixed"] and group["random"] == 0.25
+    adv = role_advantages(group["rewards"], ["critic"] * 4, [0] * 4)
+    assert adv[0] > 0 > adv[2]  # "1" is reinforced where it names the right candidate, discouraged where not
 
 
 def test_maturity_schedule_and_weights_by_hand():
@@ -119,7 +135,7 @@ def test_two_policies_and_resume_reproduce_the_uninterrupted_run(tmp_path):
     from tests.cluster.test_e2e import metrics, train
 
     two = ["+policies.proposer={}", "+policies.critic.model.tiny_layers=1", "+roles.proposer=proposer",
-           "+roles.critic=critic", "cluster.num_cpus=8", *BASE]
+           "+roles.critic=critic", "cluster.num_cpus=8", "episodes.propose_critic.critic_orders=2", *BASE]
     full, part = tmp_path / "full", tmp_path / "part"
     train(full, "steps=4", "save_every=3", "seed=4", *two)
     rows = metrics(full)
@@ -132,7 +148,12 @@ def test_two_policies_and_resume_reproduce_the_uninterrupted_run(tmp_path):
     train(part, "steps=4", "save_every=3", "seed=4", f"resume={part}", *two)
     b = metrics(part)
     assert [r["step"] for r in b] == list(range(4))
-    assert len(_records(part)) == len(_records(full)) == 16  # the records past the checkpoint were replaced
+    records = _records(full)
+    assert len(_records(part)) == len(records) == 32  # the records past the checkpoint were replaced
+    for step in range(4):  # critic_orders=2: each of the 4 candidate sets shown twice, its scores the same
+        shown = [r for r in records if r["step"] == step]
+        assert sorted(r["group"] for r in shown) == [0, 0, 1, 1, 2, 2, 3, 3]
+        assert all(a["scores"] == b["scores"] for a in shown for b in shown if a["group"] == b["group"])
     for key in ("proposer/reward/mean", "critic/reward/mean", "maturity", "proposer/loss", "critic/loss",
                 "policy_version/proposer", "policy_version/critic"):
         assert [r.get(key) for r in rows[3:]] == pytest.approx([r.get(key) for r in b[3:]], abs=1e-6), key

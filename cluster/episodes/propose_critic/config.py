@@ -16,7 +16,12 @@ class ProposeCriticConfig:
     k_max: int = 8  # ... and at maturity 1 (linear in between, rounded)
     temperature_min: float = 0.7  # the proposer's sampling temperature at maturity 0 ...
     temperature_max: float = 1.0  # ... and at maturity 1
-    critic_samples: int = 4  # critic responses per candidate set (the critic's GRPO group)
+    critic_samples: int = 4  # critic responses per candidate set as shown
+    # shuffled orders each candidate set is shown in per step; the critic's GRPO group is the set's responses over
+    # all of them (critic_orders x critic_samples). With 1, a critic that always names the same number (a
+    # position bias) earns one reward across its group and learns nothing; over several orders the same number
+    # lands on different candidates, so its rewards differ and the group's advantages favour reading them
+    critic_orders: int = 1
     critic_temperature: float = 1.0
     critic_max_new_tokens: int = 8
     # the start of the critic's reply, written for it (e.g. "Candidate "): the model continues with a number
@@ -44,6 +49,7 @@ class ProposeCriticConfig:
              f"{where}.temperature_min={self.temperature_min}, temperature_max={self.temperature_max}: need "
              "0 < min <= max"),
             (self.critic_samples >= 1, f"{where}.critic_samples={self.critic_samples}: must be at least 1"),
+            (self.critic_orders >= 1, f"{where}.critic_orders={self.critic_orders}: must be at least 1"),
             (self.critic_temperature > 0, f"{where}.critic_temperature={self.critic_temperature}: must be > 0"),
             (self.critic_max_new_tokens >= 1,
              f"{where}.critic_max_new_tokens={self.critic_max_new_tokens}: must be >= 1"),

@@ -4,7 +4,7 @@
     k, T         <- explore(m): more candidates and a higher temperature as the critic matures
     candidates   <- the proposer's k samples per task                     reward: the environment's score
     picks        <- the critic's samples on the candidates, shuffled and rendered (envs/critique.py), its
-                    reply started with critic_prefix when one is set
+                    reply started with critic_prefix when one is set; critic_orders shuffles per set, one group
                                                                           reward: the score of the pick
     train        proposer (advantages x m) on every group; critic (x 1 - m) only on mixed groups
                  (candidates that score differently: a flat group has nothing to pick)
@@ -63,6 +63,14 @@ def judge_group(scores: list[float], order: list[int], picks: list[int | None]) 
             "random": sum(s >= best - 1e-9 for s in scores) / len(scores)}
 
 
+def merge_views(views: list[dict]) -> dict:
+    """One candidate set judged in several shown orders (judge_group each) as one group: picks, rewards and hits
+    in order of the views."""
+    first = views[0]
+    return {"chosen": [c for v in views for c in v["chosen"]], "rewards": [r for v in views for r in v["rewards"]],
+            "hits": [h for v in views for h in v["hits"]], "mixed": first["mixed"], "random": first["random"]}
+
+
 def update_maturity(maturity: float, accuracy: float | None, decay: float) -> float:
     return maturity if accuracy is None else decay * maturity + (1.0 - decay) * accuracy
 
@@ -115,21 +123,24 @@ class ProposeCriticEpisode(Episode):
         scale_advantages(proposed, w_proposer)
         t1 = time.perf_counter()
 
-        rng = random.Random(step_order(cfg.seed, step))  # the shown order
-        orders = [rng.sample(range(k), k) for _ in instances]
-        critic_prompts = self._critic_prompts(critic, [{"prompt": inst["prompt"], "candidates": group, "order": order}
-                                                       for inst, group, order in zip(instances, texts, orders)])
+        # each candidate set is shown in critic_orders shuffled orders; one GRPO group spans them all, so a critic
+        # that picks a shown number whatever stands there earns different rewards within its group
+        rng, shows = random.Random(step_order(cfg.seed, step)), pc.critic_orders
+        orders = [[rng.sample(range(k), k) for _ in range(shows)] for _ in instances]
+        shown = [(g, order) for g in range(len(instances)) for order in orders[g]]
+        critic_prompts = self._critic_prompts(critic, [{"prompt": instances[g]["prompt"], "candidates": texts[g],
+                                                        "order": order} for g, order in shown])
         csampling = replace(critic.sampling, n=pc.critic_samples, temperature=pc.critic_temperature,
                             max_new_tokens=pc.critic_max_new_tokens, cuts_fraction=0.0)
         cout = critic.generate(critic_prompts, csampling, seed=step_sampling(cfg.seed, step, CRITIC_OFFSET))
-        groups = [judge_group(scores[g], orders[g], [parse_pick(pc.critic_prefix + s.text, k)
-                                                           for s in cout["samples"][g]])
-                  for g in range(len(instances))]
-        mixed = [g for g, r in enumerate(groups) if r["mixed"]]
-        judged = to_trajectories([critic_prompts[g] for g in mixed], [cout["samples"][g] for g in mixed],
-                                 cout["version"], "critic", self.kind, [x for g in mixed for x in groups[g]["rewards"]])
+        views = [judge_group(scores[g], order, [parse_pick(pc.critic_prefix + x.text, k) for x in cout["samples"][j]])
+                 for j, (g, order) in enumerate(shown)]
+        groups = [merge_views(views[g * shows:(g + 1) * shows]) for g in range(len(instances))]
+        mixed = [j for j, (g, _) in enumerate(shown) if groups[g]["mixed"]]
+        judged = to_trajectories([critic_prompts[j] for j in mixed], [cout["samples"][j] for j in mixed],
+                                 cout["version"], "critic", self.kind, [x for j in mixed for x in views[j]["rewards"]])
         for t in judged:
-            t.group_id = mixed[t.group_id]  # the candidate set's own index
+            t.group_id = shown[mixed[t.group_id]][0]  # the candidate set's own index, whatever order it was shown in
         ctx.set_advantages("critic", judged)
         scale_advantages(judged, w_critic)
         t2 = time.perf_counter()
@@ -139,7 +150,7 @@ class ProposeCriticEpisode(Episode):
         metrics.update({"maturity": self.maturity, "maturity/used": m, "weight/proposer": w_proposer,
                         "weight/critic": w_critic, "proposer/k": k, "proposer/temperature": temperature,
                         "timing/propose": t1 - t0, "timing/critic": t2 - t1, **env_metrics})
-        self._record(step, groups, orders, scores, cout)
+        self._record(step, shown, views, scores, cout)
         return EpisodeResult({
             "proposer": RoleUpdate(proposed, "grpo", max(temperature, 1e-6), recompute_old=out["off_policy"]),
             "critic": RoleUpdate(judged, "grpo", max(pc.critic_temperature, 1e-6), recompute_old=cout["off_policy"]),
@@ -164,12 +175,13 @@ class ProposeCriticEpisode(Episode):
                         "critic/majority_baseline": sum(majority) / len(majority)})
         return out
 
-    def _record(self, step: int, groups: list[dict], orders: list[list[int]], scores: list[list[float]],
+    def _record(self, step: int, shown: list[tuple[int, list[int]]], views: list[dict], scores: list[list[float]],
                 cout: dict) -> None:
+        """One record per candidate set as shown: its index, the shown order, the critic's picks and rewards."""
         self.record(step, [{"group": g, "scores": scores[g], "order": order, "chosen": r["chosen"],
                             "critic_rewards": r["rewards"], "mixed": r["mixed"],
-                            "critic_responses": [s.text for s in cout["samples"][g]]}
-                           for g, (r, order) in enumerate(zip(groups, orders))])
+                            "critic_responses": [x.text for x in cout["samples"][j]]}
+                           for j, ((g, order), r) in enumerate(zip(shown, views))])
 
     # -- held-out candidate sets --------------------------------------------------------------------------------
     def _critic_prompts(self, critic, sets: list[dict]) -> list[list[int]]:

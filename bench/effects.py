@@ -76,6 +76,25 @@ def critic_eval(tag: str, field_name: str) -> Callable[[Path], dict[str, list[fl
 # the Propose-then-Critic job (conf/experiment/critic_cpu.yaml), quiet; its baselines read from the same run
 CRITIC_JOB = ("+experiment=critic_cpu", "logger.wandb.enabled=false", "logger.progress=false")
 
+def judge_eval(tag: str, method: str) -> Callable[[Path], dict[str, list[float]] | None]:
+    """One judge's hits on a delta_rubric run's held-out pairs, each judged in both orders (judge_eval_<tag>.json):
+    "delta_rubric" (planner + verifier), "direct" (the same model, no checklist) or "scalar_rm"."""
+    def read(run_dir: Path) -> dict[str, list[float]] | None:
+        path = run_dir / f"judge_eval_{tag}.json"
+        if not path.is_file():
+            return None
+        row = json.loads(path.read_text())
+        if method not in row["methods"]:
+            return None
+        hits = [float(x) for x in row["methods"][method]["hits"]]
+        # a scalar reward model scores each response alone: one hit per pair, the same in either order
+        return {"pairs": hits * 2 if len(hits) == row["pairs"] else hits}
+    return read
+
+
+# the DeltaRubric job (conf/experiment/rubric_cpu.yaml), quiet
+RUBRIC_JOB = ("+experiment=rubric_cpu", "logger.wandb.enabled=false", "logger.progress=false")
+
 # the CSO comparison job (conf/experiment/cso_cpu.yaml) as one run per arm, quiet, no checkpoints; its methods
 CSO_JOB = ("+experiment=cso_cpu", "hydra.mode=RUN", "logger.wandb.enabled=false", "logger.progress=false",
            "save_every=0")
@@ -135,6 +154,29 @@ COMPARISONS = {
         smoke=("model=tiny", "rollout=hf", "steps=2", "env.name=repeat_digits", "env.difficulty=1",
                "rollout.sampling.max_new_tokens=4", "episodes.propose_critic.heldout_tasks=16"),
         note="a critic that reads the candidates vs majority vote over answers that are right in different words"),
+    # DeltaRubric: keyword_sentence pairs, a sentence with all three words against one that misses a word. Each
+    # judgement is one held-out pair in one order (both orders are judged): a judge that names one position
+    # whatever stands there scores 0.5. The baselines on the same judgements: the same model judging directly
+    # before any training (the paper's no-rubric baseline) and after (its weights are the verifier's), a scalar
+    # reward model trained on the train pairs, planner + verifier before training, and trained on one random order
+    # per pair (a group per checklist).
+    "rubric": Comparison(
+        task="keyword_sentence pairs, both orders", model="SmolLM2-135M-Instruct",
+        common=RUBRIC_JOB,
+        runs={"both_orders": (), "one_order": ("episodes.delta_rubric.both_orders=false",
+                                               "episodes.delta_rubric.pairs_per_step=4")},
+        arms={"planner + verifier, both orders (after)": Arm("both_orders", judge_eval("after", "delta_rubric")),
+              "direct judge (before)": Arm("both_orders", judge_eval("before", "direct")),
+              "direct judge (after)": Arm("both_orders", judge_eval("after", "direct")),
+              "scalar reward model": Arm("both_orders", judge_eval("before", "scalar_rm")),
+              "planner + verifier (before)": Arm("both_orders", judge_eval("before", "delta_rubric")),
+              "planner + verifier, one order (after)": Arm("one_order", judge_eval("after", "delta_rubric"))},
+        smoke=("model=tiny", "rollout=hf", "steps=2", "env.name=repeat_digits", "env.difficulty=1",
+               "rollout.sampling.max_new_tokens=4", "episodes.delta_rubric.train_tasks=4",
+               "episodes.delta_rubric.heldout_tasks=8", "episodes.delta_rubric.planner_max_new_tokens=8",
+               "episodes.delta_rubric.verifier_max_new_tokens=8", "episodes.delta_rubric.reward_model_epochs=1"),
+        note="a checklist written for the pair and then run vs a verdict at a glance, on pairs a written check "
+             "separates"),
 }
 
 

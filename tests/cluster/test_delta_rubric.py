@@ -151,7 +151,8 @@ def test_two_policies_and_resume_reproduce_the_uninterrupted_run(tmp_path):
     two = ["+policies.planner={}", "+policies.verifier.model.tiny_layers=1", "+roles.planner=planner",
            "+roles.verifier=verifier", "cluster.num_cpus=8", "episodes.delta_rubric.heldout_tasks=0",
            "+scripted.verifier=['Preference: A','B','x','Preference: B']", *BASE, *SCRIPTED,
-           "episodes.delta_rubric.verifications=3"]  # 3 of 4 cycled verdicts: the checklists of a pair score apart
+           "episodes.delta_rubric.verifications=3",  # 3 of 4 cycled verdicts: the checklists of a pair score apart
+           "episodes.delta_rubric.both_orders=true"]
     full, part = tmp_path / "full", tmp_path / "part"
     train(full, "steps=4", "save_every=3", "seed=6", *two)
     rows = metrics(full)
@@ -161,7 +162,9 @@ def test_two_policies_and_resume_reproduce_the_uninterrupted_run(tmp_path):
     (part / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
     train(part, "steps=4", "save_every=3", "seed=6", f"resume={part}", *two)
     b = metrics(part)
-    assert [r["step"] for r in b] == list(range(4)) and len(_records(part)) == len(_records(full)) == 16
+    records = _records(full)  # both_orders: 2 pairs x 2 orders x 2 checklists a step
+    assert [r["step"] for r in b] == list(range(4)) and len(_records(part)) == len(records) == 32
+    assert all(r["label"] == "AB"[r["pair"] % 2] for r in records)  # each pair shown as (chosen, rejected), then flipped
     for key in ("planner/reward/mean", "verifier/reward/mean", "planner/loss", "verifier/loss",
                 "policy_version/planner", "policy_version/verifier"):
         assert [r.get(key) for r in rows[3:]] == pytest.approx([r.get(key) for r in b[3:]], abs=1e-6), key

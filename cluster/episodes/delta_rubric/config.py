@@ -27,6 +27,11 @@ class DeltaRubricConfig:
     # verdict_max_new_tokens tokens. "": the verifier ends with its own "Preference: A|B" line
     verdict_prefix: str = "\nPreference:"
     verdict_max_new_tokens: int = 2
+    # each drawn pair shown in both orders in the same step, the verifier's GRPO group being the pair's verdicts
+    # over both (every checklist): a verifier that names the same letter whatever stands there is right in one
+    # order and wrong in the other, so its group's advantages favour reading the responses. Off: one random order
+    # per drawn pair, a group per checklist (where a position-biased verifier earns one reward and learns nothing)
+    both_orders: bool = False
     direct_baseline: bool = True  # the same model judging without a checklist, on the held-out pairs
     reward_model_epochs: int = 0  # a scalar reward model trained on the train pairs (epochs; 0 = no baseline)
     reward_model_lr: float = 1.0e-5

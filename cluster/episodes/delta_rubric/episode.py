@@ -2,13 +2,14 @@
 
     pairs      <- built once: per task, the policy's answers scored by the environment; a correct one (or the
                   environment's reference) vs a wrong one -> train pairs, and held-out pairs on other tasks
-    per step   draw pairs_per_step train pairs, each shown as (A, B) in a random order
+    per step   draw pairs_per_step train pairs, each shown as (A, B) in a random order (both_orders: in both)
     checklists <- the planner's samples per pair                   (envs/rubric.py planner_prompt)
     verdicts   <- the verifier's M samples per checklist: its checks, then "\nPreference:" written for it (not
                   trained on) and the A or B it writes next (verdict_prefix; "": its own verdict line)
     rewards    verifier: 1 if its preference is the label, plus format_bonus if it parses
                planner: the mean accuracy of the M verdicts on its checklist
-    advantages group-relative per role (planner: per pair, verifier: per checklist)
+    advantages group-relative per role (planner: per shown pair, verifier: per checklist, or with both_orders
+               per pair over its two orders)
 
 Held-out (heldout_tasks > 0), before the first step and after the last: every held-out pair in both orders,
 greedy planner then greedy verifier -> pairwise accuracy, order consistency (the same response preferred in
@@ -131,7 +132,11 @@ class DeltaRubricEpisode(Episode):
         rng = random.Random(step_order(cfg.seed, step))  # which pairs and which order
         train = self.pairs["train"]
         count = dc.pairs_per_step or cfg.algorithm.prompts_per_step
-        drawn = [(train[rng.randrange(len(train))], rng.random() < 0.5) for _ in range(count)]
+        if dc.both_orders:  # each pair in both orders; the verifier's group is the pair (group_of below)
+            drawn = [(pair, flip) for pair in (train[rng.randrange(len(train))] for _ in range(count))
+                     for flip in (False, True)]
+        else:
+            drawn = [(train[rng.randrange(len(train))], rng.random() < 0.5) for _ in range(count)]
         shown_pairs = [(p["question"], *shown(p, flip)) for p, flip in drawn]
         t0 = time.perf_counter()
         plan_prompts = [planner.encode(planner_prompt(q, a, b, dc.max_checks, dc.max_response_chars))
@@ -149,7 +154,8 @@ class DeltaRubricEpisode(Episode):
         plan_rewards = [sum(v == lab for v in vs) / len(vs) for vs, lab in zip(verdicts, labels)]
         planned = to_trajectories(plan_prompts, pout["samples"], pout["version"], "planner", self.kind, plan_rewards)
         verified = [Trajectory(prompt_ids=ver_prompts[j], response_ids=a["ids"], behaviour_logprobs=a["logprobs"],
-                               loss_mask=a["mask"], group_id=j, role="verifier", episode=self.kind,
+                               loss_mask=a["mask"], group_id=self._group_of(j, checklists), role="verifier",
+                               episode=self.kind,
                                policy_version=vout["version"],
                                reward=verifier_reward(a["verdict"], lab, dc.format_bonus))
                     for j, (g, lab) in enumerate(zip(answers, labels)) for a in g]
@@ -171,6 +177,11 @@ class DeltaRubricEpisode(Episode):
             "planner": RoleUpdate(planned, "grpo", dc.temperature, recompute_old=pout["off_policy"]),
             "verifier": RoleUpdate(verified, "grpo", dc.temperature, recompute_old=vout["off_policy"]),
         }, metrics)
+
+    def _group_of(self, j: int, checklists: list[tuple[int, str]]) -> int:
+        """The verifier's GRPO group of checklist j: the checklist itself, or with both_orders the drawn pair (its
+        two shown orders are consecutive)."""
+        return checklists[j][0] // 2 if self.dc.both_orders else j
 
     def _verify(self, verifier, prompts: list[list[int]], n: int, temperature: float, seed: int):
         """The verifier's n answers per prompt as [{"ids", "logprobs", "mask", "text", "verdict"}] per prompt, and

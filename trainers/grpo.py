@@ -5,8 +5,12 @@ from __future__ import annotations
 import torch
 
 from trainers.batch import Batch
-from trainers.logprobs import token_logprobs
+from trainers.logprobs import gathered_logprobs, token_logprobs
 from trainers.losses import PolicyLossConfig, policy_loss
+
+# the scored columns alone when they are fewer than this share of the run from the first one to the end: a
+# gather of hidden states and a scatter of logprobs cost little, but not nothing
+SPARSE_BELOW = 0.75
 
 
 def first_scored_column(batch: Batch) -> int:
@@ -18,11 +22,18 @@ def first_scored_column(batch: Batch) -> int:
 def sequence_logprobs(model, batch: Batch, temperature: float) -> torch.Tensor:
     """Per-token logprobs [B, T-1] of input_ids[:, t + 1] under `model` (mask not applied).
 
-    The LM head runs only from the batch's first scored column on (`logits_to_keep`): prompt positions need
-    no logits, and on a 49k vocabulary they are a fifth of the model's compute. Columns before it are 0, and
-    every row's loss mask is 0 there."""
-    first = first_scored_column(batch)
-    T = batch.input_ids.shape[1]
+    The LM head runs only where some row scores a token (`logits_to_keep`): prompt positions need no logits,
+    and on a 49k vocabulary they are a fifth of the model's compute. A batch scored on one run of columns
+    keeps that run; one with gaps (multi-turn segments whose tool outputs are not trained on) keeps just its
+    scored columns. Columns no row scores are 0, and every row's loss mask is 0 there."""
+    B, T = batch.input_ids.shape
+    cols = batch.loss_mask.any(0).nonzero().flatten()
+    first = int(cols[0]) if len(cols) else 0
+    if len(cols) and len(cols) < (T - 1 - first) * SPARSE_BELOW:
+        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False,
+                    logits_to_keep=cols)
+        scored = gathered_logprobs(out.logits, batch.input_ids[:, cols + 1], temperature)
+        return torch.zeros(B, T - 1, dtype=scored.dtype, device=scored.device).index_copy(1, cols, scored)
     out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False,
                 logits_to_keep=T - first)
     scored = token_logprobs(out.logits, batch.input_ids[:, first:], temperature)

@@ -36,6 +36,22 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: f
     return torch.cat(out).view(B, T - 1)
 
 
+def gathered_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits[:, i] / temperature)[targets[:, i]] in float32: [B, N] from logits [B, N, V] whose
+    positions are already the scored ones (targets: the token each predicts), in chunks of positions."""
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+    out = []
+    for b in range(logits.shape[0]):
+        for start in range(0, logits.shape[1], CHUNK):
+            x = logits[b, start:start + CHUNK].float()
+            if temperature != 1.0:
+                x = x / temperature
+            target = targets[b, start:start + x.shape[0]].unsqueeze(-1)
+            out.append(x.gather(-1, target).squeeze(-1) - torch.logsumexp(x, dim=-1))
+    return torch.cat(out).view(targets.shape)
+
+
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of softmax(logits) at every position, in float32: [..., V] -> [...].
 

@@ -201,3 +201,38 @@ def test_truncated_importance_sampling_weights_the_pg_term(tiny_model_path):
     assert metrics["logprob_gap/mean_abs"] == pytest.approx(math.log(4.0), rel=1e-5)
     uncapped, _ = micro_batch_loss(model, micro, PolicyLossConfig(tis_cap=10.0), None, 1.0, learner_old=learner_old)
     assert uncapped.item() == pytest.approx(4 * base.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_logits_only_at_scored_columns_equal_the_full_computation(models, temperature):
+    """Multi-turn rows (turns trained on, tool outputs between them not): the LM head runs at the scored columns
+    alone, and the logprobs there and their gradient equal those from every position's logits."""
+    from trainers.grpo import SPARSE_BELOW, first_scored_column, sequence_logprobs
+    from trainers.logprobs import token_logprobs
+
+    model, _ = models
+    rng = random.Random(3)
+    turns = []
+    for i in range(3):  # turn, 12 tool-output tokens, turn: the tool output is a gap in every row's mask
+        first, tool, last = ([rng.randrange(3, 90) for _ in range(n)] for n in (3 + i, 12, 2))
+        turns.append(Trajectory(prompt_ids=[rng.randrange(3, 90) for _ in range(4)], response_ids=first + tool + last,
+                                behaviour_logprobs=[-4.0] * 17 + [-4.0] * i, group_id=0, advantage=1.0,
+                                loss_mask=[1] * len(first) + [0] * 12 + [1] * 2))
+    batch = collate(turns, pad_id=0)
+    cols = batch.loss_mask.any(0).nonzero().flatten()
+    assert len(cols) < (batch.input_ids.shape[1] - 1 - first_scored_column(batch)) * SPARSE_BELOW  # the sparse path
+
+    model.zero_grad()
+    sparse = sequence_logprobs(model, batch, temperature)
+    (sparse * batch.loss_mask).sum().backward()
+    g_sparse = _grads(model).clone()
+    model.zero_grad()
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+    full = token_logprobs(logits, batch.input_ids, temperature)
+    (full * batch.loss_mask).sum().backward()
+    g_full = _grads(model).clone()
+    model.zero_grad()
+    mask = batch.loss_mask.bool()
+    assert torch.allclose(sparse[mask], full[mask], atol=1e-5)
+    assert (sparse[:, batch.loss_mask.sum(0) == 0] == 0).all()  # columns no row scores: 0
+    assert torch.allclose(g_sparse, g_full, atol=1e-5, rtol=1e-4)

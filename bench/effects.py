@@ -60,6 +60,8 @@ class Comparison:
     seeds: tuple[int, ...] = (0, 1, 2)
     smoke: tuple[str, ...] = ()  # overrides of --smoke: the path end to end in a few minutes
     note: str = ""  # why the mechanism has a structural reason to win here
+    # run -> its finished run folders -> markdown lines under the table: what explains the result
+    diagnose: Callable[[dict[str, list[Path]]], list[str]] | None = None
 
 
 def critic_eval(tag: str, field_name: str) -> Callable[[Path], dict[str, list[float]] | None]:
@@ -94,6 +96,60 @@ def judge_eval(tag: str, method: str) -> Callable[[Path], dict[str, list[float]]
 
 # the DeltaRubric job (conf/experiment/rubric_cpu.yaml), quiet
 RUBRIC_JOB = ("+experiment=rubric_cpu", "logger.wandb.enabled=false", "logger.progress=false")
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def metric_rows(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+
+
+def critic_diagnostics(runs: dict[str, list[Path]]) -> list[str]:
+    """Per run, before -> after, over its seeds: the greedy pick's share per shown number (a position bias is one
+    number always), sampled-pick accuracy (8 picks per set at the critic's temperature), no-pick rate."""
+    lines = ["| run | seeds | picked number 1..k, before -> after | sampled accuracy before -> after | "
+             "no pick before -> after | critic responses with no signal (mean over steps) |", "|---|---|---|---|---|---|"]
+    for run, dirs in runs.items():
+        rows = {tag: [json.loads((d / f"critic_eval_{tag}.json").read_text()) for d in dirs
+                      if (d / f"critic_eval_{tag}.json").is_file()] for tag in ("before", "after")}
+        if not rows["before"] or not rows["after"]:
+            continue
+
+        def shares(tag):
+            counts = [sum(r["picked_number"][i] for r in rows[tag] if "picked_number" in r)
+                      for i in range(rows[tag][0]["k"])]
+            return "/".join(f"{c / max(sum(counts), 1):.2f}" for c in counts)
+
+        sampled = {t: _mean(r["sampled"]["accuracy"] for r in rows[t] if "sampled" in r) for t in rows}
+        no_pick = {t: _mean(r["no_pick"] for r in rows[t]) for t in rows}
+        flat = _mean(r["critic/zero_advantage_fraction"] for d in dirs for r in metric_rows(d)
+                     if "critic/zero_advantage_fraction" in r)
+        lines.append(f"| {run} | {len(rows['after'])} | {shares('before')} -> {shares('after')} | "
+                     f"{sampled['before']:.3f} -> {sampled['after']:.3f} | {no_pick['before']:.3f} -> "
+                     f"{no_pick['after']:.3f} | {flat:.2f} |")
+    return lines
+
+
+def rubric_diagnostics(runs: dict[str, list[Path]]) -> list[str]:
+    """Per run and judge, before -> after, over its seeds: order consistency (the same response preferred in both
+    orders; a judge that names one position always scores 0) and the parsed-verdict rate."""
+    lines = ["| run | judge | seeds | order consistency before -> after | parsed before -> after |",
+             "|---|---|---|---|---|"]
+    for run, dirs in runs.items():
+        rows = {tag: [json.loads((d / f"judge_eval_{tag}.json").read_text())["methods"] for d in dirs
+                      if (d / f"judge_eval_{tag}.json").is_file()] for tag in ("before", "after")}
+        for judge in ("delta_rubric", "direct"):
+            b = [m[judge] for m in rows["before"] if judge in m]
+            a = [m[judge] for m in rows["after"] if judge in m]
+            if b and a:
+                lines.append(f"| {run} | {judge} | {len(a)} | {_mean(m['order_consistency'] for m in b):.3f} -> "
+                             f"{_mean(m['order_consistency'] for m in a):.3f} | {_mean(m['parsed'] for m in b):.3f} "
+                             f"-> {_mean(m['parsed'] for m in a):.3f} |")
+    return lines
+
 
 # the CSO comparison job (conf/experiment/cso_cpu.yaml) as one run per arm, quiet, no checkpoints; its methods
 CSO_JOB = ("+experiment=cso_cpu", "hydra.mode=RUN", "logger.wandb.enabled=false", "logger.progress=false",
@@ -153,7 +209,8 @@ COMPARISONS = {
               "critic, 1 order (after)": Arm("one_order", critic_eval("after", "hits"))},
         smoke=("model=tiny", "rollout=hf", "steps=2", "env.name=repeat_digits", "env.difficulty=1",
                "rollout.sampling.max_new_tokens=4", "episodes.propose_critic.heldout_tasks=16"),
-        note="a critic that reads the candidates vs majority vote over answers that are right in different words"),
+        note="a critic that reads the candidates vs majority vote over answers that are right in different words",
+        diagnose=critic_diagnostics),
     # DeltaRubric: keyword_sentence pairs, a sentence with all three words against one that misses a word. Each
     # judgement is one held-out pair in one order (both orders are judged): a judge that names one position
     # whatever stands there scores 0.5. The baselines on the same judgements: the same model judging directly
@@ -176,7 +233,7 @@ COMPARISONS = {
                "episodes.delta_rubric.heldout_tasks=8", "episodes.delta_rubric.planner_max_new_tokens=8",
                "episodes.delta_rubric.verifier_max_new_tokens=8", "episodes.delta_rubric.reward_model_epochs=1"),
         note="a checklist written for the pair and then run vs a verdict at a glance, on pairs a written check "
-             "separates"),
+             "separates", diagnose=rubric_diagnostics),
 }
 
 
@@ -186,6 +243,7 @@ class ArmResult:
     seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
     runs: frozenset = frozenset()
+    diagnostics: list[str] = field(default_factory=list)  # the comparison's, on its first arm
 
 
 def arm_runs(comp: Comparison) -> dict[str, tuple[Arm, tuple[str, ...]]]:
@@ -231,6 +289,7 @@ def run_comparison(name: str, comp: Comparison, seeds, smoke: bool, keep: bool =
     done = {(run, seed): train_run(name, comp, run, overrides, seed, smoke, keep)
             for seed in seeds for run, overrides in runs.items()}
     results = {}
+    finished = {run: [done[(run, seed)][0] for seed in seeds if done[(run, seed)][2] is None] for run in runs}
     for arm, (spec, _) in arms.items():
         result = results[arm] = ArmResult(runs=frozenset({spec.run}))
         for seed in seeds:
@@ -241,6 +300,8 @@ def run_comparison(name: str, comp: Comparison, seeds, smoke: bool, keep: bool =
                 result.failed.append(f"seed {seed}: {error or f'nothing to read in {run_dir}'}")
                 continue
             result.scores.update({f"{seed}/{task}": values for task, values in scores.items()})
+    if comp.diagnose is not None:
+        next(iter(results.values())).diagnostics = comp.diagnose(finished)
     return results
 
 
@@ -274,6 +335,8 @@ def table(name: str, comp: Comparison, results: dict[str, ArmResult], seeds, smo
                      f"{len({k.split('/')[0] for k in keys})} | {len(ms)} | {sum(ms) / len(ms):.3f} [{lo_m:.3f}, "
                      f"{hi_m:.3f}] | {sum(bs) / len(bs):.3f} [{lo_b:.3f}, {hi_b:.3f}] | {d['delta']:+.3f} "
                      f"[{d['delta_ci'][0]:+.3f}, {d['delta_ci'][1]:+.3f}]{verdict} | {wall(m, b):.0f} s |")
+    if m.diagnostics:
+        lines += ["", "What explains it:", "", *m.diagnostics]
     failed = sorted({f"{next(iter(r.runs))}: {f}" for r in results.values() for f in r.failed})
     if failed:
         lines += ["", "failed runs: " + "; ".join(failed)]

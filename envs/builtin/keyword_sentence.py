@@ -10,7 +10,8 @@ else 0.0. Only the first line is read: text after it does not count.
 Why it exists: right answers are spread out (two right sentences are rarely the same text), so majority vote over
 sampled answers picks almost at random, while checking an answer is a matter of finding the words in it, which a
 critic that reads the candidates can learn (Propose-then-Critic's text counterpart of click points dispersed over
-a screenshot).
+a screenshot). Show it without few-shot examples (env.fewshot=0): a model copies the examples' frame, and
+copies of one frame agree, which hands majority vote the win.
 
 Self-contained on purpose (stdlib only, no project imports): environment files are loaded from their source
 text inside a worker process.

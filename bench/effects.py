@@ -60,6 +60,9 @@ class Comparison:
     seeds: tuple[int, ...] = (0, 1, 2)
     smoke: tuple[str, ...] = ()  # overrides of --smoke: the path end to end in a few minutes
     note: str = ""  # why the mechanism has a structural reason to win here
+    # the folder its runs live in under bench/out/effects/ (default: its name): comparisons that share a folder
+    # share the runs they both name, and with --keep train them once
+    folder: str = ""
     # run -> its finished run folders -> markdown lines under the table: what explains the result
     diagnose: Callable[[dict[str, list[Path]]], list[str]] | None = None
 
@@ -72,6 +75,18 @@ def critic_eval(tag: str, field_name: str) -> Callable[[Path], dict[str, list[fl
         if not path.is_file():
             return None
         return {"sets": [float(x) for x in json.loads(path.read_text())[field_name]]}
+    return read
+
+
+def critic_sampled(tag: str) -> Callable[[Path], dict[str, list[float]] | None]:
+    """A propose_critic run's sampled picks on its held-out sets (critic_eval_<tag>.json): per set the share of
+    heldout_samples picks at the critic's temperature that are right, the critic's probability of a right pick."""
+    def read(run_dir: Path) -> dict[str, list[float]] | None:
+        path = run_dir / f"critic_eval_{tag}.json"
+        if not path.is_file():
+            return None
+        row = json.loads(path.read_text())
+        return {"sets": [float(x) for x in row["sampled"]["rates"]]} if "sampled" in row else None
     return read
 
 
@@ -190,6 +205,18 @@ COMPARISONS = {
                "algorithm.prompts_per_step=4", "episodes.cso.rollout_budget=0"),
         note="the expert's step at the critical point, carried on by the policy and verified, vs the expert's whole "
              "answer preferred over the policy's worst"),
+    # cso_oracle at equal wall time instead of equal sequences per step: CSO's sequences are short continuations,
+    # so its 5 steps took about 2.4 times less time than a baseline's. 12 steps of CSO against the same baseline
+    # runs (the cso_oracle folder: with --keep they are read, not trained again).
+    "cso_oracle_time": Comparison(
+        task="stepwise_sum, difficulty 2", model="SmolLM2-135M-Instruct",
+        common=(*CSO_JOB, "episodes.cso.expert=oracle"), folder="cso_oracle",
+        arms={"cso_12_steps": ("+method=cso", "steps=12", "episodes.cso.prm_warmup_steps=12"),
+              "trajectory_dpo": ("+method=trajectory_dpo", "episodes.task.chosen=reference"),
+              "grpo": ("+method=grpo",)},
+        smoke=("model=tiny", "rollout=hf", "steps=2", "heldout.instances=8", "episodes.cso.prm=mc",
+               "algorithm.prompts_per_step=4", "episodes.cso.rollout_budget=0"),
+        note="CSO for 12 steps against the baselines' 5: about the same wall time"),
     # Propose-then-Critic: keyword_sentence (one sentence using three given words). Right sentences differ from one
     # another, so majority vote over the proposer's 4 answers picks almost blindly; a critic that reads the
     # candidates can check for the three words. The untrained critic names the last number shown whatever stands
@@ -211,6 +238,20 @@ COMPARISONS = {
                "rollout.sampling.max_new_tokens=4", "episodes.propose_critic.heldout_tasks=16"),
         note="a critic that reads the candidates vs majority vote over answers that are right in different words",
         diagnose=critic_diagnostics),
+    # The same runs, read as the critic's probability of a right pick (8 sampled picks per held-out set): it moves
+    # long before a greedy pick flips, so its paired intervals are a fraction of the greedy ones.
+    "critic_sampled": Comparison(
+        task="keyword_sentence, 3 words, k=4 candidate sets", model="SmolLM2-135M-Instruct",
+        common=CRITIC_JOB, folder="critic",
+        runs={"four_orders": ("episodes.propose_critic.critic_orders=4", "episodes.propose_critic.critic_samples=1"),
+              "one_order": ()},
+        arms={"critic, 4 orders, sampled (after)": Arm("four_orders", critic_sampled("after")),
+              "random pick": Arm("four_orders", critic_eval("after", "random")),
+              "critic, sampled (before)": Arm("four_orders", critic_sampled("before")),
+              "critic, 1 order, sampled (after)": Arm("one_order", critic_sampled("after"))},
+        smoke=("model=tiny", "rollout=hf", "steps=2", "env.name=repeat_digits", "env.difficulty=1",
+               "rollout.sampling.max_new_tokens=4", "episodes.propose_critic.heldout_tasks=16"),
+        note="the critic's probability of a right pick: 8 sampled picks per held-out set at its temperature"),
     # DeltaRubric: keyword_sentence pairs, a sentence with all three words against one that misses a word. Each
     # judgement is one held-out pair in one order (both orders are judged): a judge that names one position
     # whatever stands there scores 0.5. The baselines on the same judgements: the same model judging directly
@@ -262,7 +303,8 @@ def train_run(name: str, comp: Comparison, run: str, overrides: tuple[str, ...],
     """One training run: (its folder, wall seconds, None or why it failed). keep: a finished run of the same run
     and seed (its wall time on disk, written only when it ended well) is read, not run again: a comparison adds
     seeds, or resumes where it was stopped."""
-    run_dir = OUT / (f"{name}-smoke" if smoke else name) / run / f"seed{seed}"
+    folder = comp.folder or name
+    run_dir = OUT / (f"{folder}-smoke" if smoke else folder) / run / f"seed{seed}"
     timing, log_path = run_dir.parent / f"seed{seed}.seconds", run_dir.parent / f"seed{seed}.log"
     if keep and timing.is_file():
         return run_dir, float(timing.read_text()), None

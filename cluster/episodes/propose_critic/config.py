@@ -18,9 +18,10 @@ class ProposeCriticConfig:
     temperature_max: float = 1.0  # ... and at maturity 1
     critic_samples: int = 4  # critic responses per candidate set as shown
     # shuffled orders each candidate set is shown in per step; the critic's GRPO group is the set's responses over
-    # all of them (critic_orders x critic_samples). With 1, a critic that always names the same number (a
-    # position bias) earns one reward across its group and learns nothing; over several orders the same number
-    # lands on different candidates, so its rewards differ and the group's advantages favour reading them
+    # all of them (critic_orders x critic_samples). With 1, replies that name the same number whatever stands
+    # there (a position bias) earn one reward and teach nothing; over several orders the same number lands on
+    # different candidates, so the advantages can only favour replies that depend on the candidates. At
+    # critic_temperature 1.0 one order carries a signal too (bench/README.md: 4 orders did no better than 1)
     critic_orders: int = 1
     critic_temperature: float = 1.0
     critic_max_new_tokens: int = 8

@@ -324,12 +324,15 @@ def train_run(name: str, comp: Comparison, run: str, overrides: tuple[str, ...],
     return run_dir, seconds, None
 
 
-def run_comparison(name: str, comp: Comparison, seeds, smoke: bool, keep: bool = False) -> dict[str, ArmResult]:
-    """Each distinct run once per seed; each arm's scores read from its run."""
+def run_comparison(name: str, comp: Comparison, seeds, smoke: bool, keep: bool = False,
+                   only: tuple[str, ...] = ()) -> dict[str, ArmResult]:
+    """Each distinct run once per seed (only: just these runs; the others' arms report nothing); each arm's scores
+    read from its run."""
     arms = arm_runs(comp)
     runs = {arm_spec.run: overrides for arm_spec, overrides in arms.values()}
-    done = {(run, seed): train_run(name, comp, run, overrides, seed, smoke, keep)
-            for seed in seeds for run, overrides in runs.items()}
+    skipped = (None, 0.0, "not run (--runs)")
+    done = {(run, seed): train_run(name, comp, run, overrides, seed, smoke, keep) if not only or run in only
+            else skipped for seed in seeds for run, overrides in runs.items()}
     results = {}
     finished = {run: [done[(run, seed)][0] for seed in seeds if done[(run, seed)][2] is None] for run in runs}
     for arm, (spec, _) in arms.items():
@@ -398,6 +401,7 @@ def main(argv=None) -> int:
     ap.add_argument("comparisons", nargs="*", default=list(COMPARISONS), choices=list(COMPARISONS))
     ap.add_argument("--seeds", type=int, nargs="+", help="the run seeds (default: each comparison's)")
     ap.add_argument("--smoke", action="store_true", help="the tiny model for 2 steps on 8 held-out instances, 1 seed")
+    ap.add_argument("--runs", nargs="+", default=(), help="train only these runs of the comparison")
     ap.add_argument("--keep", action="store_true",
                     help="read finished runs of the same arm and seed instead of running them again")
     args = ap.parse_args(argv)
@@ -408,7 +412,7 @@ def main(argv=None) -> int:
     for name in args.comparisons:
         comp = COMPARISONS[name]
         seeds = tuple(args.seeds or ((comp.seeds[0],) if args.smoke else comp.seeds))
-        results = run_comparison(name, comp, seeds, args.smoke, args.keep)
+        results = run_comparison(name, comp, seeds, args.smoke, args.keep, tuple(args.runs))
         tables.append(table(name, comp, results, seeds, args.smoke))
         print("\n" + tables[-1] + "\n", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)

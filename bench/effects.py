@@ -92,6 +92,11 @@ def critic_sampled(tag: str) -> Callable[[Path], dict[str, list[float]] | None]:
 
 # the Propose-then-Critic job (conf/experiment/critic_cpu.yaml), quiet; its baselines read from the same run
 CRITIC_JOB = ("+experiment=critic_cpu", "logger.wandb.enabled=false", "logger.progress=false")
+# its runs: each held-out set shown in 4 orders per step (1 reply each: the same 4 critic replies a set), and in 1
+CRITIC_RUNS = {"four_orders": ("episodes.propose_critic.critic_orders=4", "episodes.propose_critic.critic_samples=1"),
+               "one_order": ()}
+CRITIC_SMOKE = ("model=tiny", "rollout=hf", "steps=2", "env.name=repeat_digits", "env.difficulty=1",
+                "rollout.sampling.max_new_tokens=4", "episodes.propose_critic.heldout_tasks=16")
 
 def judge_eval(tag: str, method: str) -> Callable[[Path], dict[str, list[float]] | None]:
     """One judge's hits on a delta_rubric run's held-out pairs, each judged in both orders (judge_eval_<tag>.json):
@@ -220,22 +225,20 @@ COMPARISONS = {
     # Propose-then-Critic: keyword_sentence (one sentence using three given words). Right sentences differ from one
     # another, so majority vote over the proposer's 4 answers picks almost blindly; a critic that reads the
     # candidates can check for the three words. The untrained critic names the last number shown whatever stands
-    # there (a position bias), so its GRPO groups on one shown order earn one reward and carry no signal; shown in
-    # 4 orders (1 sample each: the same 4 critic responses per set) the same number lands on different candidates.
+    # there (a position bias); shown in 4 orders (1 sample each: the same 4 critic responses per set) the same
+    # number lands on different candidates, so only replies that depend on them can earn more than the others.
     # The baselines need no training: majority vote and a random pick on the same held-out candidate sets, and the
     # critic before its first step; and the critic trained on one order per set.
     "critic": Comparison(
         task="keyword_sentence, 3 words, k=4 candidate sets", model="SmolLM2-135M-Instruct",
         common=CRITIC_JOB,
-        runs={"four_orders": ("episodes.propose_critic.critic_orders=4", "episodes.propose_critic.critic_samples=1"),
-              "one_order": ()},
+        runs=CRITIC_RUNS,
         arms={"critic, 4 orders (after)": Arm("four_orders", critic_eval("after", "hits")),
               "majority vote": Arm("four_orders", critic_eval("after", "majority_hits")),
               "random pick": Arm("four_orders", critic_eval("after", "random")),
               "critic (before)": Arm("four_orders", critic_eval("before", "hits")),
               "critic, 1 order (after)": Arm("one_order", critic_eval("after", "hits"))},
-        smoke=("model=tiny", "rollout=hf", "steps=2", "env.name=repeat_digits", "env.difficulty=1",
-               "rollout.sampling.max_new_tokens=4", "episodes.propose_critic.heldout_tasks=16"),
+        smoke=CRITIC_SMOKE,
         note="a critic that reads the candidates vs majority vote over answers that are right in different words",
         diagnose=critic_diagnostics),
     # The same runs, read as the critic's probability of a right pick (8 sampled picks per held-out set): it moves
@@ -243,14 +246,12 @@ COMPARISONS = {
     "critic_sampled": Comparison(
         task="keyword_sentence, 3 words, k=4 candidate sets", model="SmolLM2-135M-Instruct",
         common=CRITIC_JOB, folder="critic",
-        runs={"four_orders": ("episodes.propose_critic.critic_orders=4", "episodes.propose_critic.critic_samples=1"),
-              "one_order": ()},
+        runs=CRITIC_RUNS,
         arms={"critic, 4 orders, sampled (after)": Arm("four_orders", critic_sampled("after")),
               "random pick": Arm("four_orders", critic_eval("after", "random")),
               "critic, sampled (before)": Arm("four_orders", critic_sampled("before")),
               "critic, 1 order, sampled (after)": Arm("one_order", critic_sampled("after"))},
-        smoke=("model=tiny", "rollout=hf", "steps=2", "env.name=repeat_digits", "env.difficulty=1",
-               "rollout.sampling.max_new_tokens=4", "episodes.propose_critic.heldout_tasks=16"),
+        smoke=CRITIC_SMOKE,
         note="the critic's probability of a right pick: 8 sampled picks per held-out set at its temperature"),
     # DeltaRubric: keyword_sentence pairs, a sentence with all three words against one that misses a word. Each
     # judgement is one held-out pair in one order (both orders are judged): a judge that names one position
